@@ -1,0 +1,78 @@
+"""Value objects of a validation run: severities, findings and check results."""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+__all__ = ["CheckResult", "CheckStatus", "Finding", "Severity"]
+
+
+class Severity(str, enum.Enum):
+    """How bad a finding is. Only ``error`` makes a dataset invalid (exit code 1)."""
+
+    ERROR = "error"
+    WARNING = "warning"
+    INFO = "info"
+
+    @property
+    def rank(self) -> int:
+        return {"error": 0, "warning": 1, "info": 2}[self.value]
+
+
+class CheckStatus(str, enum.Enum):
+    """``failed``: at least one error finding; ``skipped``: the check examined nothing."""
+
+    PASSED = "passed"
+    FAILED = "failed"
+    SKIPPED = "skipped"
+
+
+@dataclass(frozen=True)
+class Finding:
+    """One thing wrong (or worth knowing) about the dataset.
+
+    ``path`` is relative to the dataset root (POSIX separators); ``expected`` and
+    ``actual`` are JSON-serialisable and never carry identifying values.
+    """
+
+    check_id: str
+    severity: Severity
+    message: str
+    case: str | None = None
+    path: str | None = None
+    expected: Any = None
+    actual: Any = None
+    waived: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["id"] = data.pop("check_id")
+        data["severity"] = self.severity.value
+        if self.waived is None:
+            data.pop("waived")
+        return data
+
+
+@dataclass
+class CheckResult:
+    """What one check did: how many things it examined and what it found."""
+
+    check_id: str
+    examined: int = 0
+    findings: list[Finding] = field(default_factory=list)
+    crashed: str | None = None
+
+    @property
+    def active(self) -> list[Finding]:
+        """Findings that were not waived."""
+        return [f for f in self.findings if f.waived is None]
+
+    @property
+    def status(self) -> CheckStatus:
+        if any(f.severity is Severity.ERROR for f in self.active):
+            return CheckStatus.FAILED
+        if self.examined == 0 and not self.findings:
+            return CheckStatus.SKIPPED
+        return CheckStatus.PASSED

@@ -1,0 +1,164 @@
+"""Expectation profiles: what a dataset should look like (data in ``schemas/profiles``)."""
+
+from __future__ import annotations
+
+import csv
+import re
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .errors import ProfileError
+from .resources import schema_dir
+
+__all__ = ["BUILTIN_PROFILES", "ClassSpec", "ManifestCase", "Profile", "load_profile"]
+
+BUILTIN_PROFILES = ("release", "subset")
+
+
+@dataclass(frozen=True)
+class ClassSpec:
+    """One diagnostic class: its documented folder name, known spellings and case names."""
+
+    key: str
+    label: str
+    documented: str
+    aliases: tuple[str, ...]
+    case_pattern: re.Pattern[str]
+    expected_cases: int
+
+    def matches_dir(self, name: str) -> bool:
+        """True when ``name`` is any known spelling of this class's folder (any letter case)."""
+        folded = name.casefold()
+        return any(folded == a.casefold() for a in (self.documented, *self.aliases))
+
+
+@dataclass(frozen=True)
+class ManifestCase:
+    case_id: str
+    class_key: str
+    n_slices: int
+
+
+@dataclass(frozen=True)
+class Profile:
+    """Everything the checks compare the data against."""
+
+    name: str
+    description: str
+    complete: bool
+    classes: dict[str, ClassSpec]
+    manifest: dict[str, ManifestCase]
+    container_depth: int
+    root_files_allowed: tuple[str, ...]
+    dicom_suffix: str
+    source: str
+    raw: dict[str, Any] = field(repr=False, default_factory=dict)
+
+    def class_of_label(self, label: str) -> str | None:
+        for spec in self.classes.values():
+            if spec.label.casefold() == label.casefold():
+                return spec.key
+        return None
+
+    def class_of_case_name(self, name: str) -> str | None:
+        """The class whose case-name pattern ``name`` matches, if any."""
+        for spec in self.classes.values():
+            if spec.case_pattern.match(name):
+                return spec.key
+        return None
+
+
+def _merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for key, value in over.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = _merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def _read_toml(path: Path, seen: tuple[Path, ...] = ()) -> tuple[dict[str, Any], Path]:
+    if path in seen:
+        raise ProfileError(f"profile {path} extends itself")
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+        raise ProfileError(f"cannot read profile {path}: {exc}") from exc
+    parent = data.pop("extends", None)
+    if parent is None:
+        return data, path
+    parent_path = _resolve(str(parent), path.parent)
+    base, _ = _read_toml(parent_path, (*seen, path))
+    return _merge(base, data), path
+
+
+def _resolve(name: str, here: Path | None = None) -> Path:
+    if name in BUILTIN_PROFILES:
+        return schema_dir() / "profiles" / f"{name}.toml"
+    path = Path(name)
+    if not path.is_absolute() and here is not None and not path.exists():
+        path = here / path
+    return path
+
+
+def _read_manifest(path: Path, classes: dict[str, ClassSpec]) -> dict[str, ManifestCase]:
+    by_label = {spec.label.casefold(): key for key, spec in classes.items()}
+    out: dict[str, ManifestCase] = {}
+    try:
+        with path.open(newline="", encoding="utf-8") as fh:
+            for row in csv.DictReader(fh):
+                key = by_label.get(row["diagnosis"].strip().casefold())
+                if key is None:
+                    raise ProfileError(f"{path}: unknown diagnosis {row['diagnosis']!r}")
+                out[row["case_id"].strip()] = ManifestCase(
+                    row["case_id"].strip(), key, int(row["n_slices"])
+                )
+    except (OSError, KeyError, ValueError) as exc:
+        raise ProfileError(f"cannot read manifest {path}: {exc}") from exc
+    return out
+
+
+def load_profile(name_or_path: str = "release") -> Profile:
+    """Load a built-in profile (``release``, ``subset``) or a TOML file that may extend one."""
+    path = _resolve(name_or_path)
+    if not path.is_file():
+        raise ProfileError(f"no such profile: {name_or_path}")
+    data, _ = _read_toml(path)
+    try:
+        classes = {
+            key: ClassSpec(
+                key=key,
+                label=str(c["label"]),
+                documented=str(c["documented"]),
+                aliases=tuple(str(a) for a in c.get("aliases", [])),
+                case_pattern=re.compile(str(c["case_pattern"])),
+                expected_cases=int(c["expected_cases"]),
+            )
+            for key, c in data["classes"].items()
+        }
+        layout = data.get("layout", {})
+        manifest_name = data.get("manifest")
+        manifest: dict[str, ManifestCase] = {}
+        if manifest_name:
+            mpath = Path(manifest_name)
+            if not mpath.is_absolute():
+                local = path.parent / mpath
+                mpath = local if local.exists() else schema_dir() / mpath
+            manifest = _read_manifest(mpath, classes)
+        return Profile(
+            name=str(data.get("name", path.stem)),
+            description=str(data.get("description", "")),
+            complete=bool(data.get("complete", True)),
+            classes=classes,
+            manifest=manifest,
+            container_depth=int(layout.get("container_depth", 1)),
+            root_files_allowed=tuple(layout.get("root_files_allowed", [])),
+            dicom_suffix=str(layout.get("dicom_suffix", ".dcm")).lower(),
+            source=str(path),
+            raw=data,
+        )
+    except (KeyError, TypeError, ValueError, re.error) as exc:
+        raise ProfileError(f"malformed profile {path}: {exc!r}") from exc

@@ -1,0 +1,135 @@
+"""The check registry: every check has a stable id, a default severity and a scope.
+
+Checks are pure functions ``(ctx, sink) -> examined`` over the scan tables. They report
+through the :class:`Sink` bound to their own id, so a check can never emit a finding under
+another check's id, and an unregistered id is a programming error.
+"""
+
+from __future__ import annotations
+
+import inspect
+import traceback
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from .findings import CheckResult, Finding, Severity
+from .profiles import Profile
+from .scan import ScanResult
+
+__all__ = ["REGISTRY", "CheckContext", "CheckSpec", "Sink", "check", "run_checks"]
+
+Scope = Literal["dataset", "case"]
+
+
+@dataclass(frozen=True)
+class CheckContext:
+    """What every check may read: the scan tables and the expectation profile."""
+
+    scan: ScanResult
+    profile: Profile
+
+
+class Sink:
+    """Collects the findings of one check."""
+
+    def __init__(self, spec: CheckSpec) -> None:
+        self.spec = spec
+        self.findings: list[Finding] = []
+
+    def add(
+        self,
+        message: str,
+        *,
+        case: str | None = None,
+        path: str | None = None,
+        expected: Any = None,
+        actual: Any = None,
+        severity: Severity | None = None,
+    ) -> None:
+        self.findings.append(
+            Finding(
+                check_id=self.spec.id,
+                severity=severity or self.spec.severity,
+                message=message,
+                case=case,
+                path=path,
+                expected=expected,
+                actual=actual,
+            )
+        )
+
+
+CheckFn = Callable[[CheckContext, Sink], int]
+
+
+@dataclass(frozen=True)
+class CheckSpec:
+    """A registered check. ``scope='case'`` checks put the case id on every finding."""
+
+    id: str
+    severity: Severity
+    scope: Scope
+    func: CheckFn
+
+    @property
+    def area(self) -> str:
+        return self.id.split(".", 1)[0]
+
+    @property
+    def doc(self) -> str:
+        return inspect.cleandoc(self.func.__doc__ or "")
+
+    @property
+    def title(self) -> str:
+        return self.doc.split("\n", 1)[0].strip()
+
+
+REGISTRY: dict[str, CheckSpec] = {}
+
+
+def check(check_id: str, severity: Severity, scope: Scope = "dataset") -> Callable[[CheckFn], CheckFn]:
+    """Register ``func`` under a public, never-changing id."""
+
+    def register(func: CheckFn) -> CheckFn:
+        if check_id in REGISTRY:
+            raise ValueError(f"check id registered twice: {check_id}")
+        if not (func.__doc__ or "").strip():
+            raise ValueError(f"check {check_id} needs a docstring: why it exists, how to fix")
+        REGISTRY[check_id] = CheckSpec(check_id, severity, scope, func)
+        return func
+
+    return register
+
+
+def run_checks(ctx: CheckContext, only: Iterable[str] | None = None) -> list[CheckResult]:
+    """Run every registered check (or those in ``only``) over one scan.
+
+    A check that raises becomes a failed result with one error finding saying so; the
+    run goes on.
+    """
+    from . import checks  # noqa: F401  (registers the checks)
+
+    ids = sorted(REGISTRY) if only is None else list(only)
+    results: list[CheckResult] = []
+    for check_id in ids:
+        if check_id not in REGISTRY:
+            raise KeyError(f"unknown check id: {check_id}")
+        spec = REGISTRY[check_id]
+        sink = Sink(spec)
+        result = CheckResult(check_id)
+        try:
+            result.examined = int(spec.func(ctx, sink))
+            result.findings = sink.findings
+        except Exception as exc:
+            result.crashed = "".join(traceback.format_exception_only(exc)).strip()
+            result.findings = [
+                *sink.findings,
+                Finding(
+                    check_id=check_id,
+                    severity=Severity.ERROR,
+                    message=f"the check itself crashed ({result.crashed}); please report this",
+                ),
+            ]
+        results.append(result)
+    return results

@@ -1,0 +1,488 @@
+"""One pass over the dataset: walk the tree once, parse every DICOM header once, in parallel.
+
+The result is a set of pandas tables (see :mod:`ctmd_validate.tables`). Every later check
+reads those tables; nothing reopens a file. Values of data elements stay in memory and are
+never written to a report.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import os
+import struct
+import time
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pydicom
+from pydicom.dataelem import RawDataElement
+from pydicom.dataset import Dataset
+
+from . import tables
+from .errors import CtmdError
+from .profiles import Profile
+
+__all__ = ["ScanResult", "read_header", "scan"]
+
+ProgressFn = Callable[[int, int], None]
+
+# VRs whose value is text: kept (in memory only) so later checks can compare values.
+_TEXT_VRS = frozenset(
+    "AE AS CS DA DS DT IS LO LT PN SH ST TM UC UI UR UT".split()
+)
+_ITEM = 0xFFFEE000
+_SEQ_DELIM = 0xFFFEE0DD
+_PIXEL_DATA = 0x7FE00010
+
+# Per-file values collected for the structure, conformance, geometry and
+# de-identification checks: (column, keyword, kind).
+_FIELDS: tuple[tuple[str, str, str], ...] = (
+    ("sop_class_uid", "SOPClassUID", "str"),
+    ("sop_instance_uid", "SOPInstanceUID", "str"),
+    ("study_uid", "StudyInstanceUID", "str"),
+    ("series_uid", "SeriesInstanceUID", "str"),
+    ("frame_of_reference_uid", "FrameOfReferenceUID", "str"),
+    ("modality", "Modality", "str"),
+    ("patient_id", "PatientID", "str"),
+    ("patient_sex", "PatientSex", "str"),
+    ("patient_age", "PatientAge", "str"),
+    ("instance_number", "InstanceNumber", "float"),
+    ("slice_location", "SliceLocation", "float"),
+    ("slice_thickness", "SliceThickness", "float"),
+    ("gantry_tilt", "GantryDetectorTilt", "float"),
+    ("rows", "Rows", "float"),
+    ("columns", "Columns", "float"),
+    ("bits_allocated", "BitsAllocated", "float"),
+    ("samples_per_pixel", "SamplesPerPixel", "float"),
+    ("number_of_frames", "NumberOfFrames", "float"),
+    ("rescale_slope", "RescaleSlope", "float"),
+    ("rescale_intercept", "RescaleIntercept", "float"),
+)
+_VECTORS: tuple[tuple[str, str, int], ...] = (
+    ("ipp", "ImagePositionPatient", 3),
+    ("iop", "ImageOrientationPatient", 6),
+    ("pixel_spacing", "PixelSpacing", 2),
+)
+
+
+@dataclass
+class ScanResult:
+    """The tables of one scan, plus how it went."""
+
+    root: Path
+    profile: Profile
+    class_dirs: pd.DataFrame
+    cases: pd.DataFrame
+    files: pd.DataFrame
+    elements: pd.DataFrame
+    entries: pd.DataFrame
+    seconds: float = 0.0
+    jobs: int = 1
+    notes: list[str] = field(default_factory=list)
+
+    def case_files(self, case_key: str) -> pd.DataFrame:
+        return self.files[self.files["case_key"] == case_key]
+
+
+# --------------------------------------------------------------------------- headers
+
+
+def _text(raw: bytes | None) -> str:
+    if not raw:
+        return ""
+    return raw.decode("latin-1").rstrip("\x00 ").lstrip(" ")
+
+
+def _walk(ds: Dataset, prefix: str, depth: int, out: list[tuple[Any, ...]]) -> None:
+    """Record every data element (sequences included): path, tag, depth, VR, length, value."""
+    for tag in ds.keys():
+        elem = ds.get_item(tag)
+        path = f"{prefix}({tag >> 16:04X},{tag & 0xFFFF:04X})"
+        if isinstance(elem, RawDataElement):
+            vr = elem.VR
+            if vr is None:  # implicit VR: let pydicom resolve it
+                vr = ds[tag].VR
+            length = -1 if elem.length == 0xFFFFFFFF else int(elem.length)
+            value = _text(elem.value) if vr in _TEXT_VRS and isinstance(elem.value, bytes) else None
+        else:
+            vr = elem.VR
+            length = -1
+            value = None
+        if vr == "SQ":
+            items = ds[tag].value or []
+            out.append((path, int(tag), depth, "SQ", length, None))
+            for i, item in enumerate(items):
+                _walk(item, f"{path}[{i}]", depth + 1, out)
+        else:
+            out.append((path, int(tag), depth, str(vr), length, value))
+
+
+def _get(ds: Dataset, keyword: str, kind: str) -> Any:
+    try:
+        value = ds.get(keyword)
+        if value is None or value == "":
+            return None
+        if kind == "float":
+            return float(value)
+        return str(value)
+    except Exception:  # a malformed value is recorded as missing; conformance reports it
+        return None
+
+
+def _vector(ds: Dataset, keyword: str, n: int) -> list[float | None]:
+    try:
+        value = ds.get(keyword)
+        values = [float(v) for v in value] if value is not None else []
+    except Exception:
+        values = []
+    if len(values) != n:
+        return [None] * n
+    return list(values)
+
+
+def _check_pixel_framing(fp: Any, size: int, implicit: bool) -> tuple[int | None, int, str | None]:
+    """Verify that the Pixel Data element is complete without reading it.
+
+    Returns ``(pixel_length, fragments, problem)``; the length is None when undefined
+    (encapsulated), ``problem`` says what is truncated or malformed.
+    """
+    head = fp.read(8)
+    if len(head) < 8:
+        return None, 0, "no Pixel Data element: the file ends after the header"
+    group, elem = struct.unpack("<HH", head[:4])
+    if (group << 16 | elem) != _PIXEL_DATA:
+        return None, 0, f"unexpected element ({group:04X},{elem:04X}) where Pixel Data should be"
+    if implicit:
+        (length,) = struct.unpack("<I", head[4:8])
+    else:
+        extra = fp.read(4)
+        if len(extra) < 4:
+            return None, 0, "Pixel Data header is truncated"
+        (length,) = struct.unpack("<I", extra)
+    start = fp.tell()
+    if length != 0xFFFFFFFF:
+        if start + length > size:
+            return length, 0, f"Pixel Data needs {length} bytes, the file holds {size - start}"
+        return length, 0, None
+    fragments = -1  # the first item is the Basic Offset Table
+    offset = start
+    while True:
+        if offset + 8 > size:
+            return None, max(fragments, 0), "encapsulated Pixel Data ends without a delimiter"
+        fp.seek(offset)
+        g, e, item_len = struct.unpack("<HHI", fp.read(8))
+        tag = g << 16 | e
+        if tag == _SEQ_DELIM:
+            return None, max(fragments, 0), None
+        if tag != _ITEM:
+            return None, max(fragments, 0), f"unexpected tag ({g:04X},{e:04X}) in Pixel Data"
+        offset += 8 + item_len
+        fragments += 1
+        if offset > size:
+            return None, fragments, "encapsulated Pixel Data fragment runs past the end of the file"
+
+
+def read_header(path: str) -> tuple[dict[str, Any], list[tuple[Any, ...]]]:
+    """Parse one file's header once; never raises.
+
+    Returns the file's row (``status`` is ``ok``, ``not_dicom`` or ``unreadable`` with an
+    ``error``) and its data elements.
+    """
+    row: dict[str, Any] = {"status": "ok", "error": None, "size": None}
+    elements: list[tuple[Any, ...]] = []
+    try:
+        with open(path, "rb") as fp:
+            size = os.fstat(fp.fileno()).st_size
+            row["size"] = size
+            head = fp.read(132)
+            if len(head) < 132 or head[128:132] != b"DICM":
+                row["status"] = "not_dicom"
+                row["error"] = (
+                    "empty file" if size == 0 else "no DICOM Part 10 preamble ('DICM' at byte 128)"
+                )
+                return row, elements
+            fp.seek(0)
+            ds = pydicom.dcmread(fp, stop_before_pixels=True)
+            meta = ds.file_meta
+            tsuid = meta.get("TransferSyntaxUID")
+            row["transfer_syntax"] = str(tsuid) if tsuid else None
+            implicit = bool(tsuid.is_implicit_VR) if tsuid and tsuid.is_transfer_syntax else False
+            _walk(meta, "", 0, elements)
+            _walk(ds, "", 0, elements)
+            length, fragments, problem = _check_pixel_framing(fp, size, implicit)
+            row["pixel_length"] = length
+            row["pixel_fragments"] = fragments
+            if problem:
+                row["status"] = "unreadable"
+                row["error"] = problem
+    except (OSError, EOFError) as exc:
+        row["status"] = "unreadable"
+        row["error"] = f"{type(exc).__name__}: {exc.strerror or exc}" if isinstance(
+            exc, OSError
+        ) else f"file ends inside the header ({exc})"
+        return row, elements
+    except Exception as exc:
+        row["status"] = "unreadable"
+        row["error"] = f"header cannot be parsed: {type(exc).__name__}: {exc}"[:300]
+        return row, elements
+    for column, keyword, kind in _FIELDS:
+        row[column] = _get(ds, keyword, kind)
+    for prefix, keyword, n in _VECTORS:
+        for i, v in enumerate(_vector(ds, keyword, n)):
+            row[f"{prefix}_{i}"] = v
+    row["media_sop_class_uid"] = _get(meta, "MediaStorageSOPClassUID", "str")
+    row["media_sop_instance_uid"] = _get(meta, "MediaStorageSOPInstanceUID", "str")
+    return row, elements
+
+
+def _read_chunk(paths: list[str]) -> list[tuple[dict[str, Any], list[tuple[Any, ...]]]]:
+    return [read_header(p) for p in paths]
+
+
+# --------------------------------------------------------------------------- tree walk
+
+
+@dataclass
+class _Walk:
+    class_dirs: list[dict[str, Any]] = field(default_factory=list)
+    cases: list[dict[str, Any]] = field(default_factory=list)
+    candidates: list[dict[str, Any]] = field(default_factory=list)
+    entries: list[dict[str, Any]] = field(default_factory=list)
+
+
+def _rel(path: Path, root: Path) -> str:
+    return path.relative_to(root).as_posix()
+
+
+def _listdir(path: Path) -> list[os.DirEntry[str]]:
+    try:
+        with os.scandir(path) as it:
+            return sorted(it, key=lambda e: e.name)
+    except OSError:
+        return []
+
+
+def _is_dir(entry: os.DirEntry[str]) -> bool:
+    try:
+        return entry.is_dir()
+    except OSError:
+        return False
+
+
+def _count_files(path: Path) -> int:
+    total = 0
+    for _dirpath, _dirs, files in os.walk(path):
+        total += len(files)
+    return total
+
+
+def _class_of_dir(name: str, profile: Profile) -> str | None:
+    for spec in profile.classes.values():
+        if spec.matches_dir(name):
+            return spec.key
+    return None
+
+
+def _find_class_dirs(root: Path, profile: Profile) -> tuple[list[tuple[Path, str]], set[Path]]:
+    """Class folders directly under ROOT or up to ``container_depth`` folders down."""
+    found: list[tuple[Path, str]] = []
+    containers: set[Path] = set()
+    level = [root]
+    for _depth in range(profile.container_depth + 1):
+        nxt: list[Path] = []
+        for folder in level:
+            for entry in _listdir(folder):
+                if not _is_dir(entry) or entry.name.startswith("."):
+                    continue
+                key = _class_of_dir(entry.name, profile)
+                if key is not None:
+                    found.append((Path(entry.path), key))
+                    containers.add(folder)
+                else:
+                    nxt.append(Path(entry.path))
+        if found:
+            break
+        level = nxt
+    # Every folder between ROOT and a container is part of the layout, not stray.
+    chain: set[Path] = set()
+    for folder in containers:
+        while folder != root and folder not in chain:
+            chain.add(folder)
+            folder = folder.parent
+    return found, containers | chain | {root}
+
+
+def _walk_tree(root: Path, profile: Profile) -> _Walk:
+    walk = _Walk()
+    class_dirs, layout_dirs = _find_class_dirs(root, profile)
+    class_paths = {p for p, _ in class_dirs}
+    suffix = profile.dicom_suffix
+
+    for folder in sorted(layout_dirs):
+        for entry in _listdir(folder):
+            path = Path(entry.path)
+            rel = _rel(path, root)
+            if path in class_paths or path in layout_dirs:
+                continue
+            if _is_dir(entry):
+                walk.entries.append(
+                    {"path": rel, "kind": "dir", "role": "stray", "case_key": None,
+                     "reason": f"unexpected folder ({_count_files(path)} files inside)"}
+                )
+                continue
+            allowed = folder == root or folder in layout_dirs
+            if allowed and not entry.name.startswith(".") and any(
+                fnmatch.fnmatch(entry.name, g) for g in profile.root_files_allowed
+            ):
+                walk.entries.append(
+                    {"path": rel, "kind": "file", "role": "dataset_file", "case_key": None,
+                     "reason": None}
+                )
+            else:
+                walk.entries.append(
+                    {"path": rel, "kind": "file", "role": "stray", "case_key": None,
+                     "reason": _stray_reason(entry.name, "next to the class folders")}
+                )
+
+    for path, key in class_dirs:
+        crel = _rel(path, root)
+        walk.class_dirs.append({"path": crel, "name": path.name, "class_key": key})
+        for entry in _listdir(path):
+            epath = Path(entry.path)
+            rel = _rel(epath, root)
+            if _is_dir(entry):
+                case_key = rel
+                walk.cases.append(
+                    {"case_key": case_key, "case_id": entry.name, "class_key": key,
+                     "class_dir": crel}
+                )
+                _walk_case(epath, root, case_key, suffix, walk)
+            else:
+                where = "inside a class folder, outside any case folder"
+                walk.entries.append(
+                    {"path": rel, "kind": "file", "role": "stray", "case_key": None,
+                     "reason": _stray_reason(entry.name, where)}
+                )
+    return walk
+
+
+def _stray_reason(name: str, where: str) -> str:
+    if name in {".DS_Store", "Thumbs.db", "desktop.ini"} or name.startswith("._"):
+        return f"operating-system metadata file {where}"
+    if name.startswith("."):
+        return f"hidden file {where}"
+    return f"not part of the dataset layout: file {where}"
+
+
+def _walk_case(case_dir: Path, root: Path, case_key: str, suffix: str, walk: _Walk) -> None:
+    for entry in _listdir(case_dir):
+        path = Path(entry.path)
+        rel = _rel(path, root)
+        if _is_dir(entry):
+            walk.entries.append(
+                {"path": rel, "kind": "dir", "role": "stray", "case_key": case_key,
+                 "reason": f"folder nested in a case folder ({_count_files(path)} files inside)"}
+            )
+        elif entry.name.startswith("."):
+            walk.entries.append(
+                {"path": rel, "kind": "file", "role": "stray", "case_key": case_key,
+                 "reason": _stray_reason(entry.name, "in a case folder")}
+            )
+        else:
+            walk.candidates.append(
+                {"path": rel, "abspath": str(path), "case_key": case_key,
+                 "suffix_ok": entry.name.lower().endswith(suffix)}
+            )
+
+
+# --------------------------------------------------------------------------- scan
+
+
+def _chunks(items: list[str], size: int) -> Iterator[list[str]]:
+    for i in range(0, len(items), size):
+        yield items[i : i + size]
+
+
+def _parse_all(
+    paths: list[str], jobs: int, progress: ProgressFn | None
+) -> Iterable[tuple[dict[str, Any], list[tuple[Any, ...]]]]:
+    total = len(paths)
+    if progress:
+        progress(0, total)
+    if jobs <= 1 or total < 64:
+        for i, p in enumerate(paths):
+            yield read_header(p)
+            if progress and (i % 50 == 0 or i + 1 == total):
+                progress(i + 1, total)
+        return
+    size = max(8, min(256, total // (jobs * 8) or 8))
+    done = 0
+    with ProcessPoolExecutor(max_workers=jobs) as pool:
+        for chunk in pool.map(_read_chunk, _chunks(paths, size)):
+            yield from chunk
+            done += len(chunk)
+            if progress:
+                progress(done, total)
+
+
+def scan(
+    root: str | os.PathLike[str],
+    profile: Profile,
+    *,
+    jobs: int | None = None,
+    progress: ProgressFn | None = None,
+) -> ScanResult:
+    """Walk ``root`` once and parse every candidate DICOM header once.
+
+    Raises :class:`CtmdError` only when the root itself cannot be read.
+    """
+    started = time.perf_counter()
+    root_path = Path(root)
+    if not root_path.is_dir():
+        raise CtmdError(f"dataset root is not a readable folder: {root_path}")
+    try:
+        os.listdir(root_path)
+    except OSError as exc:
+        raise CtmdError(f"cannot list dataset root {root_path}: {exc}") from exc
+    jobs = max(1, jobs or os.cpu_count() or 1)
+    walk = _walk_tree(root_path, profile)
+
+    file_rows: list[dict[str, Any]] = []
+    element_rows: list[tuple[Any, ...]] = []
+    paths = [c["abspath"] for c in walk.candidates]
+    for idx, (cand, (row, elements)) in enumerate(
+        zip(walk.candidates, _parse_all(paths, jobs, progress), strict=True)
+    ):
+        if row["status"] == "not_dicom" and not cand["suffix_ok"]:
+            walk.entries.append(
+                {"path": cand["path"], "kind": "file", "role": "stray",
+                 "case_key": cand["case_key"],
+                 "reason": _stray_reason(Path(cand["path"]).name, "in a case folder")}
+            )
+            continue
+        if row["status"] == "not_dicom":
+            row["status"] = "unreadable"
+        row.update(
+            file_idx=idx, path=cand["path"], case_key=cand["case_key"],
+            suffix_ok=cand["suffix_ok"],
+        )
+        file_rows.append(row)
+        element_rows.extend((idx, *e) for e in elements)
+
+    files = tables.make_files(file_rows)
+    cases = tables.make_cases(walk.cases, files, profile)
+    return ScanResult(
+        root=root_path,
+        profile=profile,
+        class_dirs=tables.make_class_dirs(walk.class_dirs),
+        cases=cases,
+        files=files,
+        elements=tables.make_elements(element_rows),
+        entries=tables.make_entries(walk.entries),
+        seconds=time.perf_counter() - started,
+        jobs=jobs,
+    )
