@@ -4,12 +4,12 @@ from __future__ import annotations
 
 __version__ = "0.1.0"
 
-from .engine import validate, validate_scan  # noqa: E402
-from .errors import CtmdError  # noqa: E402
-from .findings import CheckResult, CheckStatus, Finding, Severity  # noqa: E402
-from .profiles import Profile, load_profile  # noqa: E402
-from .report import Report  # noqa: E402
-from .scan import ScanResult, scan  # noqa: E402
+from .engine import validate, validate_scan
+from .errors import CtmdError
+from .findings import CheckResult, CheckStatus, Finding, Severity
+from .profiles import Profile, load_profile
+from .report import Report
+from .scan import ScanResult, scan
 
 __all__ = [
     "CheckResult",

@@ -104,8 +104,8 @@ def load_config(path: str | Path | None) -> Config:
     """Read a TOML or JSON config; ``None`` gives the empty config."""
     if path is None:
         return Config()
-    from .registry import REGISTRY
     from . import checks  # noqa: F401  (registers the check ids)
+    from .registry import REGISTRY
 
     p = Path(path)
     try:

@@ -9,7 +9,7 @@ from typing import Any
 __all__ = ["CheckResult", "CheckStatus", "Finding", "Severity"]
 
 
-class Severity(str, enum.Enum):
+class Severity(enum.StrEnum):
     """How bad a finding is. Only ``error`` makes a dataset invalid (exit code 1)."""
 
     ERROR = "error"
@@ -21,7 +21,7 @@ class Severity(str, enum.Enum):
         return {"error": 0, "warning": 1, "info": 2}[self.value]
 
 
-class CheckStatus(str, enum.Enum):
+class CheckStatus(enum.StrEnum):
     """``failed``: at least one error finding; ``skipped``: the check examined nothing."""
 
     PASSED = "passed"

@@ -88,7 +88,9 @@ class CheckSpec:
 REGISTRY: dict[str, CheckSpec] = {}
 
 
-def check(check_id: str, severity: Severity, scope: Scope = "dataset") -> Callable[[CheckFn], CheckFn]:
+def check(
+    check_id: str, severity: Severity, scope: Scope = "dataset"
+) -> Callable[[CheckFn], CheckFn]:
     """Register ``func`` under a public, never-changing id."""
 
     def register(func: CheckFn) -> CheckFn:

@@ -75,8 +75,11 @@ class Report:
             "tool": {"name": "ctmd-validate", "version": __version__},
             "generated": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
             "dataset_root": str(self.scan.root.resolve()),
-            "profile": {"name": profile.name, "complete": profile.complete,
-                        "source": profile.source},
+            "profile": {
+                "name": profile.name,
+                "complete": profile.complete,
+                "source": profile.source,
+            },
             "config": self.config.source,
             "valid": self.valid,
             "summary": {

@@ -32,7 +32,25 @@ ProgressFn = Callable[[int, int], None]
 
 # VRs whose value is text: kept (in memory only) so later checks can compare values.
 _TEXT_VRS = frozenset(
-    "AE AS CS DA DS DT IS LO LT PN SH ST TM UC UI UR UT".split()
+    [
+        "AE",
+        "AS",
+        "CS",
+        "DA",
+        "DS",
+        "DT",
+        "IS",
+        "LO",
+        "LT",
+        "PN",
+        "SH",
+        "ST",
+        "TM",
+        "UC",
+        "UI",
+        "UR",
+        "UT",
+    ]
 )
 _ITEM = 0xFFFEE000
 _SEQ_DELIM = 0xFFFEE0DD
@@ -99,7 +117,7 @@ def _text(raw: bytes | None) -> str:
 
 def _walk(ds: Dataset, prefix: str, depth: int, out: list[tuple[Any, ...]]) -> None:
     """Record every data element (sequences included): path, tag, depth, VR, length, value."""
-    for tag in ds.keys():
+    for tag in ds.keys():  # noqa: SIM118  (iterating ds would convert every element)
         elem = ds.get_item(tag)
         path = f"{prefix}({tag >> 16:04X},{tag & 0xFFFF:04X})"
         if isinstance(elem, RawDataElement):
@@ -152,7 +170,7 @@ def _check_pixel_framing(fp: Any, size: int, implicit: bool) -> tuple[int | None
     """
     head = fp.read(8)
     if len(head) < 8:
-        return None, 0, "no Pixel Data element: the file ends after the header"
+        return None, 0, "the file ends before its Pixel Data element (truncated?)"
     group, elem = struct.unpack("<HH", head[:4])
     if (group << 16 | elem) != _PIXEL_DATA:
         return None, 0, f"unexpected element ({group:04X},{elem:04X}) where Pixel Data should be"
@@ -221,9 +239,11 @@ def read_header(path: str) -> tuple[dict[str, Any], list[tuple[Any, ...]]]:
                 row["error"] = problem
     except (OSError, EOFError) as exc:
         row["status"] = "unreadable"
-        row["error"] = f"{type(exc).__name__}: {exc.strerror or exc}" if isinstance(
-            exc, OSError
-        ) else f"file ends inside the header ({exc})"
+        row["error"] = (
+            f"{type(exc).__name__}: {exc.strerror or exc}"
+            if isinstance(exc, OSError)
+            else f"file ends inside the header ({exc})"
+        )
         return row, elements
     except Exception as exc:
         row["status"] = "unreadable"
@@ -330,22 +350,39 @@ def _walk_tree(root: Path, profile: Profile) -> _Walk:
                 continue
             if _is_dir(entry):
                 walk.entries.append(
-                    {"path": rel, "kind": "dir", "role": "stray", "case_key": None,
-                     "reason": f"unexpected folder ({_count_files(path)} files inside)"}
+                    {
+                        "path": rel,
+                        "kind": "dir",
+                        "role": "stray",
+                        "case_key": None,
+                        "reason": f"unexpected folder ({_count_files(path)} files inside)",
+                    }
                 )
                 continue
             allowed = folder == root or folder in layout_dirs
-            if allowed and not entry.name.startswith(".") and any(
-                fnmatch.fnmatch(entry.name, g) for g in profile.root_files_allowed
+            if (
+                allowed
+                and not entry.name.startswith(".")
+                and any(fnmatch.fnmatch(entry.name, g) for g in profile.root_files_allowed)
             ):
                 walk.entries.append(
-                    {"path": rel, "kind": "file", "role": "dataset_file", "case_key": None,
-                     "reason": None}
+                    {
+                        "path": rel,
+                        "kind": "file",
+                        "role": "dataset_file",
+                        "case_key": None,
+                        "reason": None,
+                    }
                 )
             else:
                 walk.entries.append(
-                    {"path": rel, "kind": "file", "role": "stray", "case_key": None,
-                     "reason": _stray_reason(entry.name, "next to the class folders")}
+                    {
+                        "path": rel,
+                        "kind": "file",
+                        "role": "stray",
+                        "case_key": None,
+                        "reason": _stray_reason(entry.name, "next to the class folders"),
+                    }
                 )
 
     for path, key in class_dirs:
@@ -357,15 +394,24 @@ def _walk_tree(root: Path, profile: Profile) -> _Walk:
             if _is_dir(entry):
                 case_key = rel
                 walk.cases.append(
-                    {"case_key": case_key, "case_id": entry.name, "class_key": key,
-                     "class_dir": crel}
+                    {
+                        "case_key": case_key,
+                        "case_id": entry.name,
+                        "class_key": key,
+                        "class_dir": crel,
+                    }
                 )
                 _walk_case(epath, root, case_key, suffix, walk)
             else:
                 where = "inside a class folder, outside any case folder"
                 walk.entries.append(
-                    {"path": rel, "kind": "file", "role": "stray", "case_key": None,
-                     "reason": _stray_reason(entry.name, where)}
+                    {
+                        "path": rel,
+                        "kind": "file",
+                        "role": "stray",
+                        "case_key": None,
+                        "reason": _stray_reason(entry.name, where),
+                    }
                 )
     return walk
 
@@ -384,18 +430,32 @@ def _walk_case(case_dir: Path, root: Path, case_key: str, suffix: str, walk: _Wa
         rel = _rel(path, root)
         if _is_dir(entry):
             walk.entries.append(
-                {"path": rel, "kind": "dir", "role": "stray", "case_key": case_key,
-                 "reason": f"folder nested in a case folder ({_count_files(path)} files inside)"}
+                {
+                    "path": rel,
+                    "kind": "dir",
+                    "role": "stray",
+                    "case_key": case_key,
+                    "reason": f"folder nested in a case folder ({_count_files(path)} files inside)",
+                }
             )
         elif entry.name.startswith("."):
             walk.entries.append(
-                {"path": rel, "kind": "file", "role": "stray", "case_key": case_key,
-                 "reason": _stray_reason(entry.name, "in a case folder")}
+                {
+                    "path": rel,
+                    "kind": "file",
+                    "role": "stray",
+                    "case_key": case_key,
+                    "reason": _stray_reason(entry.name, "in a case folder"),
+                }
             )
         else:
             walk.candidates.append(
-                {"path": rel, "abspath": str(path), "case_key": case_key,
-                 "suffix_ok": entry.name.lower().endswith(suffix)}
+                {
+                    "path": rel,
+                    "abspath": str(path),
+                    "case_key": case_key,
+                    "suffix_ok": entry.name.lower().endswith(suffix),
+                }
             )
 
 
@@ -459,15 +519,21 @@ def scan(
     ):
         if row["status"] == "not_dicom" and not cand["suffix_ok"]:
             walk.entries.append(
-                {"path": cand["path"], "kind": "file", "role": "stray",
-                 "case_key": cand["case_key"],
-                 "reason": _stray_reason(Path(cand["path"]).name, "in a case folder")}
+                {
+                    "path": cand["path"],
+                    "kind": "file",
+                    "role": "stray",
+                    "case_key": cand["case_key"],
+                    "reason": _stray_reason(Path(cand["path"]).name, "in a case folder"),
+                }
             )
             continue
         if row["status"] == "not_dicom":
             row["status"] = "unreadable"
         row.update(
-            file_idx=idx, path=cand["path"], case_key=cand["case_key"],
+            file_idx=idx,
+            path=cand["path"],
+            case_key=cand["case_key"],
             suffix_ok=cand["suffix_ok"],
         )
         file_rows.append(row)

@@ -152,8 +152,10 @@ ENTRIES = pa.DataFrameSchema(
 
 
 def _frame(rows: list[dict[str, Any]], columns: dict[str, str]) -> pd.DataFrame:
-    df = pd.DataFrame.from_records(rows, columns=list(columns)) if rows else pd.DataFrame(
-        {c: pd.Series([], dtype=object) for c in columns}
+    df = (
+        pd.DataFrame.from_records(rows, columns=list(columns))
+        if rows
+        else pd.DataFrame({c: pd.Series([], dtype=object) for c in columns})
     )
     return df.astype(columns)
 
@@ -192,12 +194,21 @@ def make_cases(rows: list[dict[str, Any]], files: pd.DataFrame, profile: Profile
 
 def make_elements(rows: list[tuple[Any, ...]]) -> pd.DataFrame:
     columns = ["file_idx", "path", "tag", "depth", "vr", "length", "value"]
-    df = pd.DataFrame.from_records(rows, columns=columns) if rows else pd.DataFrame(
-        {c: pd.Series([], dtype=object) for c in columns}
+    df = (
+        pd.DataFrame.from_records(rows, columns=columns)
+        if rows
+        else pd.DataFrame({c: pd.Series([], dtype=object) for c in columns})
     )
     df = df.astype(
-        {"file_idx": "int64", "path": _STR, "tag": "int64", "depth": "int64", "vr": _STR,
-         "length": "int64", "value": object}
+        {
+            "file_idx": "int64",
+            "path": _STR,
+            "tag": "int64",
+            "depth": "int64",
+            "vr": _STR,
+            "length": "int64",
+            "value": object,
+        }
     )
     return ELEMENTS.validate(df, lazy=True)
 

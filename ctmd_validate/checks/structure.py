@@ -77,7 +77,7 @@ def class_dir_duplicate(ctx: CheckContext, sink: Sink) -> int:
 
 @check("structure.case_dir.name", Severity.ERROR, scope="case")
 def case_dir_name(ctx: CheckContext, sink: Sink) -> int:
-    """A case folder's name does not follow its class's pattern (``P###``, ``cap###``, ``normal###``).
+    """A case folder's name does not follow its class pattern: ``P###``, ``cap###``, ``normal###``.
 
     Labels, Index.csv and the published tables address cases by these names. Fix: rename
     the folder to its release id; a name of another class's pattern means the case sits in
@@ -170,8 +170,7 @@ def case_dir_missing(ctx: CheckContext, sink: Sink) -> int:
                 )
         else:
             sink.add(
-                f"{len(ids)} of {spec.expected_cases} {spec.label} cases are not present "
-                "(subset)",
+                f"{len(ids)} of {spec.expected_cases} {spec.label} cases are not present (subset)",
                 expected=spec.expected_cases,
                 actual=spec.expected_cases - len(ids),
                 severity=Severity.INFO,

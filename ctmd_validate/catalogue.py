@@ -1,0 +1,30 @@
+"""The check catalogue, generated from the registry (ids, severities, docstrings, defects)."""
+
+from __future__ import annotations
+
+from .registry import REGISTRY
+
+__all__ = ["catalogue_markdown"]
+
+
+def catalogue_markdown() -> str:
+    """A Markdown table of every check: id, default severity, scope, meaning and fix, defect."""
+    from . import checks  # noqa: F401  (registers the checks)
+    from .synth import DEFECTS
+
+    lines = [
+        "| id | severity | scope | what it means and what to do | defect that triggers it |",
+        "|---|---|---|---|---|",
+    ]
+    for check_id in sorted(REGISTRY):
+        spec = REGISTRY[check_id]
+        text = " ".join(spec.doc.split())
+        defects = ", ".join(
+            f"`{d.name}`"
+            for d in sorted(DEFECTS.values(), key=lambda d: d.name)
+            if check_id in d.fires
+        )
+        lines.append(
+            f"| `{check_id}` | {spec.severity.value} | {spec.scope} | {text} | {defects} |"
+        )
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,203 @@
+"""The ``ctmd-validate`` command line. The only module that prints or exits.
+
+Exit codes: 0 no error findings, 1 error findings, 2 the tool could not run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+import traceback
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+
+from . import __version__
+from .catalogue import catalogue_markdown
+from .engine import validate
+from .errors import CtmdError
+from .profiles import load_profile
+from .report import Report
+from .scan import ProgressFn
+from .synth import DEFECTS, LAYOUTS, SCALES, write_dataset
+
+EXIT_OK, EXIT_FINDINGS, EXIT_CANNOT_RUN = 0, 1, 2
+
+
+@contextmanager
+def _progress(enabled: bool) -> Iterator[ProgressFn | None]:
+    """A rich progress bar on stderr, only when stderr is a terminal."""
+    if not enabled or not sys.stderr.isatty():
+        yield None
+        return
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
+
+    with Progress(
+        "[progress.description]{task.description}",
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeRemainingColumn(),
+        console=Console(stderr=True),
+        transient=True,
+    ) as bar:
+        task = bar.add_task("reading DICOM headers", total=None)
+
+        def update(done: int, total: int) -> None:
+            bar.update(task, completed=done, total=total)
+
+        yield update
+
+
+def _inside(path: Path, root: Path) -> bool:
+    try:
+        path.resolve().relative_to(root.resolve())
+    except ValueError:
+        return False
+    return True
+
+
+def _write_report(report: Report, target: str | None) -> str | None:
+    if target is None:
+        return None
+    text = report.dumps()
+    if target == "-":
+        sys.stdout.write(text)
+        return "stdout"
+    path = Path(target)
+    if _inside(path, report.scan.root):
+        raise CtmdError(f"refusing to write the report inside the dataset: {path}")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text, encoding="utf-8")
+    return str(path)
+
+
+def _run_check(args: argparse.Namespace) -> int:
+    with _progress(not args.quiet) as progress:
+        report = validate(
+            args.root, args.profile, config=args.config, jobs=args.jobs, progress=progress
+        )
+    where = _write_report(report, args.report)
+    if args.report != "-":
+        print(report.summary())
+        if where:
+            print(f"report: {where}")
+    return report.exit_code
+
+
+def _run_synth(args: argparse.Namespace) -> int:
+    root = write_dataset(
+        args.out,
+        scale=args.scale,
+        layout=args.layout,
+        defects=args.defect or (),
+        seed=args.seed,
+        jobs=args.jobs,
+    )
+    n = sum(1 for _ in root.rglob("*.dcm"))
+    print(
+        f"wrote a synthetic COVID-CT-MD tree ({args.scale}, {args.layout} layout, "
+        f"{n} DICOM files) to {root}"
+    )
+    for name in args.defect or ():
+        print(f"  defect {name}: {DEFECTS[name].description}")
+    return EXIT_OK
+
+
+def _run_demo(args: argparse.Namespace) -> int:
+    work = Path(tempfile.mkdtemp(prefix="ctmd-demo-"))
+    root = work / "COVID-CT-MD"
+    print(f"building a small synthetic dataset in {root} …")
+    write_dataset(root, scale="small", defects=args.defect or (), jobs=args.jobs)
+    with _progress(True) as progress:
+        report = validate(root, "subset", jobs=args.jobs, progress=progress)
+    report_path = _write_report(report, str(work / "report.json"))
+    print(report.summary())
+    print(f"report: {report_path}")
+    return report.exit_code
+
+
+def _run_catalogue(args: argparse.Namespace) -> int:
+    del args
+    sys.stdout.write(catalogue_markdown())
+    return EXIT_OK
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="ctmd-validate",
+        description="Validate a copy of the COVID-CT-MD chest-CT dataset.",
+        epilog="exit codes: 0 no error findings, 1 error findings, 2 could not run",
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("check", help="validate a dataset folder")
+    p.add_argument("root", help="dataset root (class folders directly or one folder below)")
+    p.add_argument(
+        "--profile",
+        default="release",
+        help="release | subset | path to a profile TOML (default: release)",
+    )
+    p.add_argument("--report", metavar="FILE", help="write the JSON report here ('-': stdout)")
+    p.add_argument("--jobs", type=int, default=None, help="parallel processes (default: all cores)")
+    p.add_argument("--config", metavar="FILE", help="severity overrides and waivers (TOML/JSON)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=_run_check)
+
+    p = sub.add_parser("synth", help="write a synthetic COVID-CT-MD tree")
+    p.add_argument("out", help="output folder (absent or empty)")
+    p.add_argument("--scale", choices=sorted(SCALES), default="small")
+    p.add_argument("--layout", choices=sorted(LAYOUTS), default="readme")
+    p.add_argument(
+        "--defect",
+        action="append",
+        choices=sorted(DEFECTS),
+        metavar="NAME",
+        help=f"inject a defect (repeatable): {', '.join(sorted(DEFECTS))}",
+    )
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--jobs", type=int, default=None)
+    p.set_defaults(func=_run_synth)
+
+    p = sub.add_parser("demo", help="build a small synthetic dataset and validate it")
+    p.add_argument(
+        "--defect",
+        action="append",
+        choices=sorted(DEFECTS),
+        metavar="NAME",
+        help="inject a defect to see what findings look like",
+    )
+    p.add_argument("--jobs", type=int, default=None)
+    p.set_defaults(func=_run_demo)
+
+    p = sub.add_parser("catalogue", help="print the check catalogue (Markdown)")
+    p.set_defaults(func=_run_catalogue)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        if getattr(args, "profile", None):
+            load_profile(args.profile)  # fail fast, before any work
+        return int(args.func(args))
+    except CtmdError as exc:
+        print(f"ctmd-validate: error: {exc}", file=sys.stderr)
+        return EXIT_CANNOT_RUN
+    except (OSError, ValueError) as exc:
+        print(f"ctmd-validate: error: {exc}", file=sys.stderr)
+        return EXIT_CANNOT_RUN
+    except KeyboardInterrupt:
+        return EXIT_CANNOT_RUN
+    except Exception:
+        print("ctmd-validate: internal error, please report:", file=sys.stderr)
+        traceback.print_exc()
+        return EXIT_CANNOT_RUN
+
+
+def run() -> None:
+    """Console-script entry point."""
+    sys.exit(main())

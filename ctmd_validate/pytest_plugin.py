@@ -1,0 +1,195 @@
+"""pytest plugin: ``pytest --dataset-root=PATH`` turns every check into test items.
+
+Registered through the ``pytest11`` entry point; does nothing unless ``--dataset-root`` is
+given. The dataset is scanned and checked once per session (lazily, state in
+``config.stash``); one item per check, or per check and case for per-case checks. An item
+fails on error findings, warns on warning findings, and is skipped when its check examined
+nothing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from .config import load_config
+from .engine import validate
+from .errors import CtmdError
+from .findings import CheckStatus, Finding, Severity
+from .profiles import load_profile
+from .registry import REGISTRY, CheckSpec
+from .report import Report
+
+__all__ = ["CheckItem", "CtmdWarning", "DatasetCollector"]
+
+
+class CtmdWarning(UserWarning):
+    """A warning-level finding of a ctmd-validate check."""
+
+
+class CheckFailed(Exception):
+    """Raised by a check item whose check produced error findings."""
+
+    def __init__(self, findings: list[Finding]) -> None:
+        super().__init__(f"{len(findings)} error findings")
+        self.findings = findings
+
+
+@dataclass
+class _State:
+    root: Path
+    profile: str
+    config: str | None
+    jobs: int | None
+    report_path: str | None
+    _report: Report | None = field(default=None, repr=False)
+
+    @property
+    def report(self) -> Report:
+        if self._report is None:
+            self._report = validate(self.root, self.profile, config=self.config, jobs=self.jobs)
+        return self._report
+
+
+_STATE = pytest.StashKey[_State]()
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("ctmd-validate", "COVID-CT-MD dataset validation")
+    group.addoption(
+        "--dataset-root",
+        metavar="PATH",
+        default=None,
+        help="validate the COVID-CT-MD copy at PATH: one test item per check",
+    )
+    group.addoption(
+        "--ctmd-profile",
+        metavar="NAME",
+        default="release",
+        help="release | subset | profile TOML (default: release)",
+    )
+    group.addoption(
+        "--ctmd-report",
+        metavar="FILE",
+        default=None,
+        help="write the JSON report of the dataset run to FILE",
+    )
+    group.addoption(
+        "--ctmd-config",
+        metavar="FILE",
+        default=None,
+        help="severity overrides and waivers (TOML/JSON)",
+    )
+    group.addoption(
+        "--ctmd-jobs",
+        metavar="N",
+        type=int,
+        default=None,
+        help="processes for the scan (default: all cores)",
+    )
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "ctmd: a COVID-CT-MD dataset check item")
+    root = config.getoption("dataset_root")
+    if not root:
+        return
+    path = Path(root)
+    if not path.is_dir():
+        raise pytest.UsageError(f"--dataset-root: not a folder: {path}")
+    try:
+        load_profile(config.getoption("ctmd_profile"))
+        load_config(config.getoption("ctmd_config"))
+    except CtmdError as exc:
+        raise pytest.UsageError(str(exc)) from exc
+    config.stash[_STATE] = _State(
+        root=path,
+        profile=config.getoption("ctmd_profile"),
+        config=config.getoption("ctmd_config"),
+        jobs=config.getoption("ctmd_jobs"),
+        report_path=config.getoption("ctmd_report"),
+    )
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_make_collect_report(collector: pytest.Collector) -> Any:
+    """Add the dataset collector beside whatever the session collects."""
+    rep = yield
+    if isinstance(collector, pytest.Session) and _STATE in collector.config.stash:
+        rep.result.append(DatasetCollector.from_parent(collector, name="ctmd", nodeid="ctmd"))
+    return rep
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    state = session.config.stash.get(_STATE, None)
+    if state is None or state.report_path is None or state._report is None:
+        return
+    Path(state.report_path).write_text(state.report.dumps(), encoding="utf-8")
+
+
+class DatasetCollector(pytest.Collector):
+    """Scans the dataset once and yields an item per check (and case, for per-case checks)."""
+
+    def collect(self) -> Iterator[pytest.Item]:
+        state = self.config.stash[_STATE]
+        report = state.report
+        case_ids = sorted(set(report.scan.cases["case_id"]))
+        for check_id in sorted(REGISTRY):
+            spec = REGISTRY[check_id]
+            if spec.scope == "case":
+                for case in case_ids:
+                    yield CheckItem.from_parent(
+                        self, name=f"{check_id}[{case}]", spec=spec, case=case
+                    )
+            else:
+                yield CheckItem.from_parent(self, name=check_id, spec=spec, case=None)
+
+
+class CheckItem(pytest.Item):
+    """One check (optionally restricted to one case) over the session's scan."""
+
+    def __init__(self, *, spec: CheckSpec, case: str | None, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.spec = spec
+        self.case = case
+        self.add_marker("ctmd")
+
+    def _findings(self) -> tuple[CheckStatus, list[Finding]]:
+        result = self.config.stash[_STATE].report.result(self.spec.id)
+        findings = result.active
+        if self.case is not None:
+            findings = [f for f in findings if f.case == self.case]
+        return result.status, findings
+
+    def runtest(self) -> None:
+        status, findings = self._findings()
+        if status is CheckStatus.SKIPPED:
+            pytest.skip(f"{self.spec.id}: nothing to examine in this dataset")
+        for f in findings:
+            if f.severity is Severity.WARNING:
+                self.warn(CtmdWarning(_line(f)))
+        errors = [f for f in findings if f.severity is Severity.ERROR]
+        if errors:
+            raise CheckFailed(errors)
+
+    def repr_failure(self, excinfo: pytest.ExceptionInfo[BaseException], style: Any = None) -> str:
+        if isinstance(excinfo.value, CheckFailed):
+            n = len(excinfo.value.findings)
+            head = f"{self.spec.id}: {n} error finding(s) — {self.spec.title}"
+            return "\n".join([head, *(f"  {_line(f)}" for f in excinfo.value.findings)])
+        return str(super().repr_failure(excinfo))
+
+    def reportinfo(self) -> tuple[Path, int | None, str]:
+        return self.path, None, f"ctmd {self.name}"
+
+
+def _line(f: Finding) -> str:
+    where = f.path or f.case or "dataset"
+    detail = ""
+    if f.expected is not None or f.actual is not None:
+        detail = f" (expected {f.expected!r}, actual {f.actual!r})"
+    return f"{where}: {f.message}{detail}"

@@ -1,0 +1,556 @@
+"""Synthetic COVID-CT-MD trees: realistic DICOM headers, tiny pixels, consistent labels.
+
+``write_dataset`` builds a clean tree (the release's case ids and slice counts, 2 mm axial
+stacks, CT Image Storage, de-identified headers that keep only sex and age) plus
+``Index.csv`` and the four label arrays. ``apply_defect`` then breaks it in exactly one
+named way; every check of the project has at least one defect that must trigger it
+(``DEFECTS[name].fires``).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import zlib
+from collections.abc import Callable, Iterable
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from pydicom.dataset import Dataset, FileMetaDataset
+from pydicom.uid import (
+    PYDICOM_IMPLEMENTATION_UID,
+    CTImageStorage,
+    ExplicitVRLittleEndian,
+    generate_uid,
+)
+
+from .profiles import ManifestCase, Profile, load_profile
+
+__all__ = [
+    "DEFECTS",
+    "LAYOUTS",
+    "SCALES",
+    "Defect",
+    "apply_defect",
+    "select_cases",
+    "write_dataset",
+]
+
+#: Folder names per layout: the README's tree, the public sample, the Figshare archive.
+LAYOUTS: dict[str, tuple[str | None, dict[str, str]]] = {
+    "readme": (
+        None,
+        {"covid": "COVID-19 subjects", "cap": "CAP subjects", "normal": "Normal subjects"},
+    ),
+    "sample": (
+        "Sample data",
+        {"covid": "COVID-19 subjects", "cap": "Cap subjects", "normal": "Normal subjects"},
+    ),
+    "figshare": (None, {"covid": "COVID-19 Cases", "cap": "Cap Cases", "normal": "Normal Cases"}),
+}
+#: Cases per class (None: all of them). Small scales take the shortest cases of each class.
+SCALES: dict[str, int | None] = {"release": None, "small": 2, "tiny": 1}
+
+MATRIX = 16  # pixels per side: the headers are real, the pixels are tiny
+FOV_MM = 383.0
+SLICE_MM = 2.0
+LABEL_SLICES = 200  # width of the released label arrays' slice axis
+LOBES = ("LLL", "LUL", "RLL", "RML", "RUL")
+LABELLED = {"covid": 54, "cap": 25}  # P001-P054 and cap001-cap025 carry labels
+# Published figures reproduced by a release-scale tree (see schemas/profiles/release.toml).
+INFECTED_ORIGINAL = 4957
+INFECTED_UPDATED = 4993
+DEMOGRAPHICS = {  # males, females, age mean, age population SD
+    "covid": (108, 61, 51.96, 14.39),
+    "cap": (35, 25, 57.7, 21.7),
+    "normal": (40, 36, 43.4, 14.1),
+}
+UID_PREFIX = "1.2.826.0.1.3680043.10.1145."  # synthetic data only
+
+
+def select_cases(profile: Profile, scale: str) -> list[ManifestCase]:
+    """The manifest cases a scale writes, in manifest order."""
+    if scale not in SCALES:
+        raise ValueError(f"unknown scale {scale!r}; choose from {sorted(SCALES)}")
+    per_class = SCALES[scale]
+    cases = list(profile.manifest.values())
+    if per_class is None:
+        return cases
+    chosen: list[ManifestCase] = []
+    for key in profile.classes:
+        of_class = [c for c in cases if c.class_key == key]
+        chosen.extend(sorted(of_class, key=lambda c: (c.n_slices, c.case_id))[:per_class])
+    order = {c.case_id: i for i, c in enumerate(cases)}
+    return sorted(chosen, key=lambda c: order[c.case_id])
+
+
+# --------------------------------------------------------------------------- DICOM
+
+
+def _uid(*parts: object) -> str:
+    return generate_uid(UID_PREFIX, entropy_srcs=[str(p) for p in parts])
+
+
+def _template(case: ManifestCase, sex: str, age: int, seed: int) -> Dataset:
+    meta = FileMetaDataset()
+    meta.FileMetaInformationVersion = b"\x00\x01"
+    meta.MediaStorageSOPClassUID = CTImageStorage
+    meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    meta.ImplementationClassUID = PYDICOM_IMPLEMENTATION_UID
+    meta.ImplementationVersionName = "CTMD_SYNTH"
+
+    ds = Dataset()
+    ds.file_meta = meta
+    ds.SpecificCharacterSet = "ISO_IR 100"
+    ds.ImageType = ["ORIGINAL", "PRIMARY", "AXIAL"]
+    ds.SOPClassUID = CTImageStorage
+    ds.StudyDate = ""
+    ds.StudyTime = ""
+    ds.AccessionNumber = ""
+    ds.Modality = "CT"
+    ds.Manufacturer = "SIEMENS"
+    ds.ReferringPhysicianName = ""
+    ds.StudyDescription = "Chest"
+    ds.SeriesDescription = "ThorRoutine  2.0  D40s"
+    ds.ManufacturerModelName = "SOMATOM Scope"
+    ds.PatientName = ""
+    ds.PatientID = ""
+    ds.PatientBirthDate = ""
+    ds.PatientSex = sex
+    ds.PatientAge = f"{age:03d}Y"
+    ds.PatientIdentityRemoved = "YES"
+    ds.DeidentificationMethod = "PS3.15 Basic Profile; Retain Patient Characteristics (sex, age)"
+    ds.BodyPartExamined = "CHEST"
+    ds.SliceThickness = SLICE_MM
+    ds.KVP = 110
+    ds.GantryDetectorTilt = 0
+    ds.ConvolutionKernel = "D40s"
+    ds.PatientPosition = "HFS"
+    ds.StudyInstanceUID = _uid(seed, case.case_id, "study")
+    ds.SeriesInstanceUID = _uid(seed, case.case_id, "series")
+    ds.StudyID = ""
+    ds.SeriesNumber = 4
+    ds.AcquisitionNumber = 2
+    ds.ImageOrientationPatient = [1, 0, 0, 0, 1, 0]
+    ds.FrameOfReferenceUID = _uid(seed, case.case_id, "frame")
+    ds.PositionReferenceIndicator = ""
+    ds.SamplesPerPixel = 1
+    ds.PhotometricInterpretation = "MONOCHROME2"
+    ds.Rows = MATRIX
+    ds.Columns = MATRIX
+    ds.PixelSpacing = [FOV_MM / MATRIX, FOV_MM / MATRIX]
+    ds.BitsAllocated = 16
+    ds.BitsStored = 12
+    ds.HighBit = 11
+    ds.PixelRepresentation = 0
+    ds.WindowCenter = [50, -600]
+    ds.WindowWidth = [350, 1200]
+    ds.RescaleIntercept = -1024
+    ds.RescaleSlope = 1
+    ds.RescaleType = "HU"
+    return ds
+
+
+def _pixels(i: int, n: int) -> bytes:
+    """A small disc whose radius follows the slice position: cheap, but not constant."""
+    yy, xx = np.mgrid[:MATRIX, :MATRIX] - (MATRIX - 1) / 2
+    radius = 2 + (MATRIX / 2 - 2) * np.sin(np.pi * (i + 0.5) / n)
+    img = np.where(xx**2 + yy**2 <= radius**2, 1024 + 40, 24).astype("<u2")
+    return img.tobytes()
+
+
+def _write_case(args: tuple[Path, ManifestCase, str, int, int, int]) -> int:
+    """Write one case's stack: IM0001 is the cranial end, 2 mm steps caudally."""
+    case_dir, case, sex, age, seed, n_slices = args
+    case_dir.mkdir(parents=True, exist_ok=True)
+    ds = _template(case, sex, age, seed)
+    rng = np.random.default_rng([seed, zlib.crc32(case.case_id.encode())])
+    top = -40.0 - round(float(rng.uniform(0, 30)), 1)
+    x0 = y0 = -FOV_MM / 2
+    for i in range(n_slices):
+        z = round(top - SLICE_MM * i, 1)
+        sop = _uid(seed, case.case_id, i)
+        ds.file_meta.MediaStorageSOPInstanceUID = sop
+        ds.SOPInstanceUID = sop
+        ds.InstanceNumber = i + 1
+        ds.ImagePositionPatient = [x0, y0, z]
+        ds.SliceLocation = z
+        ds.PixelData = _pixels(i, n_slices)
+        ds.save_as(case_dir / f"IM{i + 1:04d}.dcm", enforce_file_format=True)
+    return n_slices
+
+
+# --------------------------------------------------------------------------- labels
+
+
+def _ages(n: int, mean: float, sd: float, rng: np.random.Generator) -> list[int]:
+    """Whole-year ages whose mean and population SD match the published figures (±0.01)."""
+    raw = rng.normal(size=n)
+    raw = (raw - raw.mean()) / raw.std()
+    ages = np.clip(np.round(mean + sd * raw), 18, 99).astype(int)
+    for _ in range(10_000):
+        err_m, err_s = ages.mean() - mean, ages.std() - sd
+        if abs(err_m) < 0.01 and abs(err_s) < 0.01:
+            break
+        if abs(err_m) >= 0.01:
+            i = int(np.argmax(ages) if err_m > 0 else np.argmin(ages))
+            j = int(rng.integers(n))
+            i = j if 18 < ages[j] < 99 else i
+            ages[i] += -1 if err_m > 0 else 1
+        else:  # widen or narrow the spread around the mean, keeping the sum
+            hi, lo = int(np.argmax(ages)), int(np.argmin(ages))
+            step = 1 if err_s < 0 else -1
+            if step < 0 and ages[hi] - ages[lo] <= 2:
+                break
+            ages[hi] += step
+            ages[lo] -= step
+    return [int(a) for a in ages]
+
+
+def _demographics(cases: list[ManifestCase], seed: int, full: bool) -> dict[str, tuple[str, int]]:
+    rng = np.random.default_rng(seed)
+    out: dict[str, tuple[str, int]] = {}
+    for key, (males, females, mean, sd) in DEMOGRAPHICS.items():
+        ids = [c.case_id for c in cases if c.class_key == key]
+        if not ids:
+            continue
+        if full and len(ids) == males + females:
+            sexes = ["M"] * males + ["F"] * females
+            rng.shuffle(sexes)
+            ages = _ages(len(ids), mean, sd, rng)
+        else:
+            sexes = [str(rng.choice(["M", "F"])) for _ in ids]
+            ages = [int(a) for a in np.clip(rng.normal(mean, sd, len(ids)).round(), 18, 95)]
+        out.update({cid: (s, a) for cid, s, a in zip(ids, sexes, ages, strict=True)})
+    return out
+
+
+def _labelled(profile: Profile) -> list[ManifestCase]:
+    out: list[ManifestCase] = []
+    for key, count in LABELLED.items():
+        out.extend([c for c in profile.manifest.values() if c.class_key == key][:count])
+    return out
+
+
+def _lobe_labels(labelled: list[ManifestCase], seed: int) -> np.ndarray:
+    """Lobe labels with index 0 at the cranial end: upper lobes first, lower lobes last."""
+    rng = np.random.default_rng(seed + 1)
+    lobes = np.zeros((len(labelled), LABEL_SLICES, len(LOBES)), dtype=np.float64)
+    for row, case in enumerate(labelled):
+        n = case.n_slices
+        lung_top, lung_bottom = int(n * 0.15), int(n * 0.85)
+        span = lung_bottom - lung_top
+        extents = {  # lobe -> (start, stop) as fractions of the lung span, cranial first
+            "RUL": (0.0, 0.40),
+            "LUL": (0.0, 0.50),
+            "RML": (0.35, 0.65),
+            "RLL": (0.45, 1.0),
+            "LLL": (0.50, 1.0),
+        }
+        for lobe, (a, b) in extents.items():
+            if rng.random() < 0.3:
+                continue
+            start = lung_top + int(span * a)
+            stop = lung_top + int(span * b)
+            length = max(1, int((stop - start) * rng.uniform(0.2, 0.6)))
+            first = int(rng.integers(start, max(start + 1, stop - length)))
+            lobes[row, first : first + length, LOBES.index(lobe)] = 1
+    return lobes
+
+
+def _fit_total(lobes: np.ndarray, rows: Iterable[int], counts: list[int], target: int) -> None:
+    """Grow or shrink infected runs of ``rows`` until exactly ``target`` slices are infected."""
+    rows = list(rows)
+    for _ in range(100_000):
+        total = int(lobes.any(axis=2).sum())
+        if total == target:
+            return
+        for row in rows:
+            infected = np.flatnonzero(lobes[row].any(axis=1))
+            if total < target:
+                cand = np.flatnonzero(~lobes[row].any(axis=1)[: counts[row]])
+                if infected.size:
+                    edge = [
+                        s
+                        for s in (infected.max() + 1, infected.min() - 1)
+                        if 0 <= s < counts[row] and s in cand
+                    ]
+                    if edge:
+                        lobe = int(np.flatnonzero(lobes[row, infected[0]])[0])
+                        lobes[row, edge[0], lobe] = 1
+                        total += 1
+            elif infected.size:
+                lobes[row, infected.max(), :] = 0
+                total -= 1
+            if total == target:
+                return
+    raise RuntimeError("could not fit the infected-slice total")
+
+
+def _write_labels(out: Path, profile: Profile, seed: int, full: bool) -> None:
+    labelled = _labelled(profile)
+    counts = [c.n_slices for c in labelled]
+    lobes = _lobe_labels(labelled, seed)
+    if full:
+        _fit_total(lobes, range(len(labelled)), counts, INFECTED_ORIGINAL)
+    updated = lobes.copy()
+    revised = [i for i, c in enumerate(labelled) if c.case_id in {"P001", "P006"}]
+    if full and revised:
+        _fit_total(updated, revised, counts, INFECTED_UPDATED)
+    elif revised:
+        updated[revised[0], : counts[revised[0]] // 2, LOBES.index("RUL")] = 1
+    np.save(out / "Slice-level-labels.npy", lobes.any(axis=2).astype(np.int64))
+    np.save(out / "Lobe-level-labels.npy", lobes)
+    np.save(out / "Slice-level-labels-updated-1.npy", updated.any(axis=2).astype(np.int32))
+    np.save(out / "Lobe-level-labels-updated-1.npy", updated)
+    lines = ["Label Index,Diagnosis,Relative Path,Folder/ID"]
+    for i, case in enumerate(labelled):
+        label = profile.classes[case.class_key].label
+        lines.append(f"{i},{label},./{label}/,{case.case_id}")
+    (out / "Index.csv").write_bytes("\r\n".join(lines).encode("ascii"))
+
+
+# --------------------------------------------------------------------------- dataset
+
+
+def class_dir(root: Path, class_key: str, layout: str = "readme") -> Path:
+    container, names = LAYOUTS[layout]
+    base = root / container if container else root
+    return base / names[class_key]
+
+
+def write_dataset(
+    out: str | os.PathLike[str],
+    *,
+    scale: str = "small",
+    layout: str = "readme",
+    defects: Iterable[str] = (),
+    seed: int = 0,
+    jobs: int | None = None,
+    profile: Profile | None = None,
+) -> Path:
+    """Write a synthetic tree to ``out`` (created; must be empty or absent)."""
+    root = Path(out)
+    if root.exists() and any(root.iterdir()):
+        raise FileExistsError(f"{root} is not empty")
+    if layout not in LAYOUTS:
+        raise ValueError(f"unknown layout {layout!r}; choose from {sorted(LAYOUTS)}")
+    profile = profile or load_profile("release")
+    cases = select_cases(profile, scale)
+    full = SCALES[scale] is None
+    demo = _demographics(cases, seed, full)
+    jobs_ = [
+        (class_dir(root, c.class_key, layout) / c.case_id, c, *demo[c.case_id], seed, c.n_slices)
+        for c in cases
+    ]
+    root.mkdir(parents=True, exist_ok=True)
+    workers = max(1, jobs or os.cpu_count() or 1)
+    if workers == 1 or len(jobs_) < 8:
+        for job in jobs_:
+            _write_case(job)
+    else:
+        with ProcessPoolExecutor(max_workers=workers) as pool:
+            list(pool.map(_write_case, jobs_, chunksize=4))
+    _write_labels(root, profile, seed, full)
+    for name in defects:
+        apply_defect(root, name)
+    return root
+
+
+# --------------------------------------------------------------------------- defects
+
+
+@dataclass(frozen=True)
+class Defect:
+    """A named way to break a clean tree, and the check ids it must make fire."""
+
+    name: str
+    description: str
+    apply: Callable[[Path], None]
+    fires: frozenset[str]
+
+
+DEFECTS: dict[str, Defect] = {}
+
+
+def _defect(
+    name: str, description: str, fires: Iterable[str]
+) -> Callable[[Callable[[Path], None]], Callable[[Path], None]]:
+    def register(func: Callable[[Path], None]) -> Callable[[Path], None]:
+        DEFECTS[name] = Defect(name, description, func, frozenset(fires))
+        return func
+
+    return register
+
+
+def apply_defect(root: str | os.PathLike[str], name: str) -> None:
+    """Break the synthetic tree at ``root`` in the named way (see ``DEFECTS``)."""
+    if name not in DEFECTS:
+        raise KeyError(f"unknown defect {name!r}; choose from {sorted(DEFECTS)}")
+    DEFECTS[name].apply(Path(root))
+
+
+def _class_dirs(root: Path) -> dict[str, Path]:
+    profile = load_profile("release")
+    found: dict[str, Path] = {}
+    for base in (root, *[p for p in root.iterdir() if p.is_dir()]):
+        for entry in sorted(base.iterdir()) if base.is_dir() else []:
+            if not entry.is_dir():
+                continue
+            for key, spec in profile.classes.items():
+                if spec.matches_dir(entry.name) and key not in found:
+                    found[key] = entry
+    return found
+
+
+def _first_case(root: Path, class_key: str = "covid") -> Path:
+    return sorted(p for p in _class_dirs(root)[class_key].iterdir() if p.is_dir())[0]
+
+
+def _slices(case: Path) -> list[Path]:
+    return sorted(case.glob("*.dcm"))
+
+
+@_defect(
+    "class-dir-missing",
+    "delete the Normal class folder",
+    {"structure.class_dir.missing", "structure.case_dir.missing", "counts.class"},
+)
+def _class_dir_missing(root: Path) -> None:
+    shutil.rmtree(_class_dirs(root)["normal"])
+
+
+@_defect(
+    "class-dir-alias", "rename 'CAP subjects' to 'Cap subjects'", {"structure.class_dir.alias"}
+)
+def _class_dir_alias(root: Path) -> None:
+    cap = _class_dirs(root)["cap"]
+    cap.rename(cap.with_name("Cap subjects" if cap.name != "Cap subjects" else "CAP Cases"))
+
+
+@_defect(
+    "class-dir-duplicate",
+    "add a second COVID-19 folder ('COVID-19 Cases') with one case",
+    {
+        "structure.class_dir.duplicate",
+        "structure.class_dir.alias",
+        "structure.case_dir.duplicate",
+        "counts.class",
+    },
+)
+def _class_dir_duplicate(root: Path) -> None:
+    case = _first_case(root)
+    shutil.copytree(case, case.parent.with_name("COVID-19 Cases") / case.name)
+
+
+@_defect(
+    "case-dir-name",
+    "rename the first COVID-19 case folder to lower case ('p001')",
+    {"structure.case_dir.name", "structure.case_dir.missing"},
+)
+def _case_dir_name(root: Path) -> None:
+    case = _first_case(root)
+    case.rename(case.with_name(case.name.lower()))
+
+
+@_defect(
+    "case-dir-duplicate",
+    "copy the first COVID-19 case into the CAP folder",
+    {"structure.case_dir.duplicate", "structure.case_dir.name", "counts.class"},
+)
+def _case_dir_duplicate(root: Path) -> None:
+    case = _first_case(root)
+    shutil.copytree(case, _class_dirs(root)["cap"] / case.name)
+
+
+@_defect(
+    "case-dir-empty",
+    "delete every slice of the first CAP case, keep its folder",
+    {"structure.case_dir.empty", "counts.case_slices"},
+)
+def _case_dir_empty(root: Path) -> None:
+    for f in _slices(_first_case(root, "cap")):
+        f.unlink()
+
+
+@_defect(
+    "case-dir-missing",
+    "delete the first Normal case folder",
+    {"structure.case_dir.missing", "counts.class"},
+)
+def _case_dir_missing(root: Path) -> None:
+    shutil.rmtree(_first_case(root, "normal"))
+
+
+@_defect(
+    "case-dir-unexpected",
+    "add a COVID-19 case P170 that the release does not have",
+    {"structure.case_dir.unexpected", "counts.class"},
+)
+def _case_dir_unexpected(root: Path) -> None:
+    extra = ManifestCase("P170", "covid", 12)
+    _write_case((_class_dirs(root)["covid"] / "P170", extra, "F", 40, 99, 12))
+
+
+@_defect(
+    "stray-file",
+    "add .DS_Store to a case folder and notes.txt to a class folder",
+    {"structure.stray_file"},
+)
+def _stray_file(root: Path) -> None:
+    case = _first_case(root)
+    (case / ".DS_Store").write_bytes(b"\x00\x00\x00\x01Bud1" + b"\x00" * 64)
+    (case.parent / "notes.txt").write_text("reviewed by J. Doe\n")
+
+
+@_defect(
+    "file-extension",
+    "rename one slice of the first COVID-19 case to drop '.dcm'",
+    {"structure.file.extension"},
+)
+def _file_extension(root: Path) -> None:
+    f = _slices(_first_case(root))[4]
+    f.rename(f.with_suffix(""))
+
+
+@_defect(
+    "missing-slice", "delete one interior slice of the first COVID-19 case", {"counts.case_slices"}
+)
+def _missing_slice(root: Path) -> None:
+    files = _slices(_first_case(root))
+    files[len(files) // 2].unlink()
+
+
+@_defect(
+    "truncated-file",
+    "cut the last slice of the first CAP case inside its Pixel Data",
+    {"dicom.unreadable"},
+)
+def _truncated_file(root: Path) -> None:
+    f = _slices(_first_case(root, "cap"))[-1]
+    data = f.read_bytes()
+    f.write_bytes(data[: len(data) - MATRIX])
+
+
+@_defect(
+    "truncated-header",
+    "cut one slice of the first CAP case inside its header",
+    {"dicom.unreadable"},
+)
+def _truncated_header(root: Path) -> None:
+    f = _slices(_first_case(root, "cap"))[1]
+    f.write_bytes(f.read_bytes()[:700])
+
+
+@_defect("empty-file", "empty one slice of the first Normal case (0 bytes)", {"dicom.unreadable"})
+def _empty_file(root: Path) -> None:
+    _slices(_first_case(root, "normal"))[2].write_bytes(b"")
+
+
+@_defect(
+    "not-dicom", "overwrite one slice of the first Normal case with text", {"dicom.unreadable"}
+)
+def _not_dicom(root: Path) -> None:
+    _slices(_first_case(root, "normal"))[3].write_text("this is not a DICOM file\n" * 20)
