@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from .registry import REGISTRY
 
-__all__ = ["catalogue_markdown"]
+__all__ = ["END", "START", "catalogue_markdown", "update_block"]
+
+START, END = "<!-- catalogue:start -->", "<!-- catalogue:end -->"
 
 
 def catalogue_markdown() -> str:
@@ -28,3 +30,12 @@ def catalogue_markdown() -> str:
             f"| `{check_id}` | {spec.severity.value} | {spec.scope} | {text} | {defects} |"
         )
     return "\n".join(lines) + "\n"
+
+
+def update_block(text: str) -> str:
+    """Replace the catalogue between the START and END markers of a Markdown text."""
+    if START not in text or END not in text:
+        raise ValueError(f"no {START} … {END} block to update")
+    head, rest = text.split(START, 1)
+    _, tail = rest.split(END, 1)
+    return f"{head}{START}\n{catalogue_markdown()}{END}{tail}"

@@ -14,7 +14,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from . import __version__
-from .catalogue import catalogue_markdown
+from .catalogue import catalogue_markdown, update_block
 from .engine import validate
 from .errors import CtmdError
 from .profiles import load_profile
@@ -119,8 +119,12 @@ def _run_demo(args: argparse.Namespace) -> int:
 
 
 def _run_catalogue(args: argparse.Namespace) -> int:
-    del args
-    sys.stdout.write(catalogue_markdown())
+    if args.update is None:
+        sys.stdout.write(catalogue_markdown())
+        return EXIT_OK
+    path = Path(args.update)
+    path.write_text(update_block(path.read_text(encoding="utf-8")), encoding="utf-8")
+    print(f"updated the check catalogue in {path}")
     return EXIT_OK
 
 
@@ -173,6 +177,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_run_demo)
 
     p = sub.add_parser("catalogue", help="print the check catalogue (Markdown)")
+    p.add_argument(
+        "--update",
+        metavar="FILE",
+        help="rewrite the catalogue block of a Markdown file (e.g. README.md)",
+    )
     p.set_defaults(func=_run_catalogue)
     return parser
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import fnmatch
 import os
 import struct
+import sys
 import time
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ProcessPoolExecutor
@@ -19,6 +20,7 @@ from typing import Any
 
 import pandas as pd
 import pydicom
+from pydicom.datadict import tag_for_keyword
 from pydicom.dataelem import RawDataElement
 from pydicom.dataset import Dataset
 
@@ -52,6 +54,17 @@ _TEXT_VRS = frozenset(
         "UT",
     ]
 )
+# Binary numeric VRs, decoded from raw bytes with struct.
+_BINARY_VRS = {
+    "US": "H",
+    "SS": "h",
+    "UL": "I",
+    "SL": "i",
+    "FL": "f",
+    "FD": "d",
+    "UV": "Q",
+    "SV": "q",
+}
 _ITEM = 0xFFFEE000
 _SEQ_DELIM = 0xFFFEE0DD
 _PIXEL_DATA = 0x7FE00010
@@ -85,6 +98,7 @@ _VECTORS: tuple[tuple[str, str, int], ...] = (
     ("iop", "ImageOrientationPatient", 6),
     ("pixel_spacing", "PixelSpacing", 2),
 )
+_TAGS: dict[str, int] = {kw: int(tag_for_keyword(kw) or 0) for _c, kw, *_ in (*_FIELDS, *_VECTORS)}
 
 
 @dataclass
@@ -115,51 +129,74 @@ def _text(raw: bytes | None) -> str:
     return raw.decode("latin-1").rstrip("\x00 ").lstrip(" ")
 
 
-def _walk(ds: Dataset, prefix: str, depth: int, out: list[tuple[Any, ...]]) -> None:
-    """Record every data element (sequences included): path, tag, depth, VR, length, value."""
+def _numbers(raw: bytes, vr: str, little: bool) -> str | None:
+    """Binary numeric values as text (``512``, ``0.5\\0.5``), the way text VRs are kept."""
+    code = _BINARY_VRS[vr]
+    size = struct.calcsize(code)
+    if not raw or len(raw) % size:
+        return None
+    values = struct.unpack(f"{'<' if little else '>'}{len(raw) // size}{code}", raw)
+    return "\\".join(str(v) for v in values)
+
+
+def _walk(
+    ds: Dataset, prefix: str, depth: int, out: list[tuple[Any, ...]], top: dict[int, Any]
+) -> None:
+    """Record every data element (sequences included): path, tag, depth, VR, length, value.
+
+    Values are taken from the raw bytes (no pydicom value conversion, which would cost as
+    much as the parse itself); ``top`` receives the depth-0 values by tag.
+    """
+    intern = sys.intern
     for tag in ds.keys():  # noqa: SIM118  (iterating ds would convert every element)
         elem = ds.get_item(tag)
-        path = f"{prefix}({tag >> 16:04X},{tag & 0xFFFF:04X})"
+        path = intern(f"{prefix}({tag >> 16:04X},{tag & 0xFFFF:04X})")
+        value: str | None = None
         if isinstance(elem, RawDataElement):
             vr = elem.VR
             if vr is None:  # implicit VR: let pydicom resolve it
                 vr = ds[tag].VR
             length = -1 if elem.length == 0xFFFFFFFF else int(elem.length)
-            value = _text(elem.value) if vr in _TEXT_VRS and isinstance(elem.value, bytes) else None
+            raw = elem.value
+            if isinstance(raw, bytes):
+                if vr in _TEXT_VRS:
+                    value = _text(raw)
+                elif vr in _BINARY_VRS:
+                    value = _numbers(raw, vr, elem.is_little_endian)
         else:
             vr = elem.VR
             length = -1
-            value = None
+        vr = intern(str(vr))
+        if depth == 0:
+            top[int(tag)] = value
         if vr == "SQ":
             items = ds[tag].value or []
-            out.append((path, int(tag), depth, "SQ", length, None))
+            out.append((path, int(tag), depth, vr, length, None))
             for i, item in enumerate(items):
-                _walk(item, f"{path}[{i}]", depth + 1, out)
+                _walk(item, f"{path}[{i}]", depth + 1, out, top)
         else:
-            out.append((path, int(tag), depth, str(vr), length, value))
+            out.append((path, int(tag), depth, vr, length, value))
 
 
-def _get(ds: Dataset, keyword: str, kind: str) -> Any:
+def _field(top: dict[int, Any], tag: int, kind: str) -> Any:
+    value = top.get(tag)
+    if value is None or value == "":
+        return None
+    if kind == "str":
+        return value
     try:
-        value = ds.get(keyword)
-        if value is None or value == "":
-            return None
-        if kind == "float":
-            return float(value)
-        return str(value)
-    except Exception:  # a malformed value is recorded as missing; conformance reports it
+        return float(value.split("\\", 1)[0])
+    except ValueError:  # malformed: recorded as missing, conformance reports it
         return None
 
 
-def _vector(ds: Dataset, keyword: str, n: int) -> list[float | None]:
+def _vector(top: dict[int, Any], tag: int, n: int) -> list[float | None]:
+    value = top.get(tag)
     try:
-        value = ds.get(keyword)
-        values = [float(v) for v in value] if value is not None else []
-    except Exception:
+        values = [float(v) for v in value.split("\\")] if value else []
+    except ValueError:
         values = []
-    if len(values) != n:
-        return [None] * n
-    return list(values)
+    return values if len(values) == n else [None] * n
 
 
 def _check_pixel_framing(fp: Any, size: int, implicit: bool) -> tuple[int | None, int, str | None]:
@@ -212,6 +249,7 @@ def read_header(path: str) -> tuple[dict[str, Any], list[tuple[Any, ...]]]:
     """
     row: dict[str, Any] = {"status": "ok", "error": None, "size": None}
     elements: list[tuple[Any, ...]] = []
+    top: dict[int, Any] = {}
     try:
         with open(path, "rb") as fp:
             size = os.fstat(fp.fileno()).st_size
@@ -229,8 +267,8 @@ def read_header(path: str) -> tuple[dict[str, Any], list[tuple[Any, ...]]]:
             tsuid = meta.get("TransferSyntaxUID")
             row["transfer_syntax"] = str(tsuid) if tsuid else None
             implicit = bool(tsuid.is_implicit_VR) if tsuid and tsuid.is_transfer_syntax else False
-            _walk(meta, "", 0, elements)
-            _walk(ds, "", 0, elements)
+            _walk(meta, "", 0, elements, top)
+            _walk(ds, "", 0, elements, top)
             length, fragments, problem = _check_pixel_framing(fp, size, implicit)
             row["pixel_length"] = length
             row["pixel_fragments"] = fragments
@@ -250,12 +288,12 @@ def read_header(path: str) -> tuple[dict[str, Any], list[tuple[Any, ...]]]:
         row["error"] = f"header cannot be parsed: {type(exc).__name__}: {exc}"[:300]
         return row, elements
     for column, keyword, kind in _FIELDS:
-        row[column] = _get(ds, keyword, kind)
+        row[column] = _field(top, _TAGS[keyword], kind)
     for prefix, keyword, n in _VECTORS:
-        for i, v in enumerate(_vector(ds, keyword, n)):
+        for i, v in enumerate(_vector(top, _TAGS[keyword], n)):
             row[f"{prefix}_{i}"] = v
-    row["media_sop_class_uid"] = _get(meta, "MediaStorageSOPClassUID", "str")
-    row["media_sop_instance_uid"] = _get(meta, "MediaStorageSOPInstanceUID", "str")
+    row["media_sop_class_uid"] = _field(top, 0x00020002, "str")
+    row["media_sop_instance_uid"] = _field(top, 0x00020003, "str")
     return row, elements
 
 

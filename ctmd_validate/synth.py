@@ -186,27 +186,31 @@ def _write_case(args: tuple[Path, ManifestCase, str, int, int, int]) -> int:
 
 
 def _ages(n: int, mean: float, sd: float, rng: np.random.Generator) -> list[int]:
-    """Whole-year ages whose mean and population SD match the published figures (±0.01)."""
+    """Whole-year ages in 18..99 whose mean and population SD match the given figures (±0.01)."""
     raw = rng.normal(size=n)
     raw = (raw - raw.mean()) / raw.std()
     ages = np.clip(np.round(mean + sd * raw), 18, 99).astype(int)
-    for _ in range(10_000):
+    for _ in range(100_000):
         err_m, err_s = ages.mean() - mean, ages.std() - sd
         if abs(err_m) < 0.01 and abs(err_s) < 0.01:
+            return [int(a) for a in ages]
+        if abs(err_m) >= 0.01:  # nudge one age towards the mean's target
+            step = -1 if err_m > 0 else 1
+            movable = np.flatnonzero((ages + step >= 18) & (ages + step <= 99))
+            ages[rng.choice(movable)] += step
+            continue
+        widen = err_s < 0  # move one age up and one down: the sum (mean) stays
+        if widen:
+            up = np.flatnonzero((ages >= mean) & (ages < 99))
+            down = np.flatnonzero((ages <= mean) & (ages > 18))
+        else:
+            up = np.flatnonzero(ages + 1 < mean)
+            down = np.flatnonzero(ages - 1 > mean)
+        if not up.size or not down.size:
             break
-        if abs(err_m) >= 0.01:
-            i = int(np.argmax(ages) if err_m > 0 else np.argmin(ages))
-            j = int(rng.integers(n))
-            i = j if 18 < ages[j] < 99 else i
-            ages[i] += -1 if err_m > 0 else 1
-        else:  # widen or narrow the spread around the mean, keeping the sum
-            hi, lo = int(np.argmax(ages)), int(np.argmin(ages))
-            step = 1 if err_s < 0 else -1
-            if step < 0 and ages[hi] - ages[lo] <= 2:
-                break
-            ages[hi] += step
-            ages[lo] -= step
-    return [int(a) for a in ages]
+        ages[rng.choice(up)] += 1
+        ages[rng.choice(down)] -= 1
+    raise RuntimeError(f"cannot draw {n} ages with mean {mean} and SD {sd}")
 
 
 def _demographics(cases: list[ManifestCase], seed: int, full: bool) -> dict[str, tuple[str, int]]:
