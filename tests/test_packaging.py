@@ -9,12 +9,11 @@ from pathlib import Path
 
 import pytest
 
-from ctmd_validate.catalogue import catalogue_markdown
+from ctmd_validate.catalogue import END, START, catalogue_markdown
 from ctmd_validate.profiles import BUILTIN_PROFILES, load_profile
 from ctmd_validate.registry import REGISTRY
 
 REPO = Path(__file__).resolve().parent.parent
-from ctmd_validate.catalogue import END, START
 
 
 def test_readme_catalogue_is_generated_from_the_registry() -> None:
