@@ -50,27 +50,13 @@ def _progress(enabled: bool) -> Iterator[ProgressFn | None]:
         yield update
 
 
-def _inside(path: Path, root: Path) -> bool:
-    try:
-        path.resolve().relative_to(root.resolve())
-    except ValueError:
-        return False
-    return True
-
-
 def _write_report(report: Report, target: str | None) -> str | None:
     if target is None:
         return None
-    text = report.dumps()
     if target == "-":
-        sys.stdout.write(text)
+        sys.stdout.write(report.dumps())
         return "stdout"
-    path = Path(target)
-    if _inside(path, report.scan.root):
-        raise CtmdError(f"refusing to write the report inside the dataset: {path}")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(text, encoding="utf-8")
-    return str(path)
+    return str(report.write(target))
 
 
 def _run_check(args: argparse.Namespace) -> int:

@@ -22,7 +22,7 @@ from .errors import CtmdError
 from .findings import CheckStatus, Finding, Severity
 from .profiles import load_profile
 from .registry import REGISTRY, CheckSpec
-from .report import Report
+from .report import Report, check_report_target
 
 __all__ = ["CheckItem", "CtmdWarning", "DatasetCollector"]
 
@@ -101,9 +101,17 @@ def pytest_configure(config: pytest.Config) -> None:
     path = Path(root)
     if not path.is_dir():
         raise pytest.UsageError(f"--dataset-root: not a folder: {path}")
+    if _inside(config.rootpath, path) and config.pluginmanager.has_plugin("cacheprovider"):
+        raise pytest.UsageError(
+            f"pytest chose the dataset as its rootdir ({config.rootpath}) and would write "
+            ".pytest_cache into it; write --dataset-root=PATH with '=', run from your project "
+            "folder, or add -p no:cacheprovider"
+        )
     try:
         load_profile(config.getoption("ctmd_profile"))
         load_config(config.getoption("ctmd_config"))
+        if config.getoption("ctmd_report"):
+            check_report_target(config.getoption("ctmd_report"), path)
     except CtmdError as exc:
         raise pytest.UsageError(str(exc)) from exc
     config.stash[_STATE] = _State(
@@ -128,7 +136,15 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
     state = session.config.stash.get(_STATE, None)
     if state is None or state.report_path is None or state._report is None:
         return
-    Path(state.report_path).write_text(state.report.dumps(), encoding="utf-8")
+    state.report.write(state.report_path)
+
+
+def _inside(path: Path, root: Path) -> bool:
+    try:
+        path.resolve().relative_to(root.resolve())
+    except ValueError:
+        return False
+    return True
 
 
 class DatasetCollector(pytest.Collector):
@@ -183,8 +199,8 @@ class CheckItem(pytest.Item):
             return "\n".join([head, *(f"  {_line(f)}" for f in excinfo.value.findings)])
         return str(super().repr_failure(excinfo))
 
-    def reportinfo(self) -> tuple[Path, int | None, str]:
-        return self.path, None, f"ctmd {self.name}"
+    def reportinfo(self) -> tuple[Path, int, str]:
+        return self.path, 0, f"ctmd {self.name}"
 
 
 def _line(f: Finding) -> str:

@@ -4,21 +4,24 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import os
 from collections import defaultdict
 from dataclasses import dataclass
 from functools import cache
+from pathlib import Path
 from typing import Any
 
 import jsonschema
 
 from . import __version__
 from .config import Config
+from .errors import CtmdError
 from .findings import CheckResult, CheckStatus, Finding, Severity
 from .registry import REGISTRY
 from .resources import schema_file
 from .scan import ScanResult
 
-__all__ = ["REPORT_VERSION", "Report", "report_schema", "validate_report"]
+__all__ = ["REPORT_VERSION", "Report", "check_report_target", "report_schema", "validate_report"]
 
 REPORT_VERSION = "1.0"
 
@@ -32,6 +35,16 @@ def report_schema() -> dict[str, Any]:
 def validate_report(data: dict[str, Any]) -> None:
     """Raise ``jsonschema.ValidationError`` when ``data`` is not a valid report."""
     jsonschema.validate(data, report_schema(), format_checker=jsonschema.FormatChecker())
+
+
+def check_report_target(target: str | os.PathLike[str], dataset_root: Path) -> Path:
+    """Where a report may be written: anywhere but inside the dataset (never written into)."""
+    path = Path(target)
+    try:
+        path.resolve().relative_to(dataset_root.resolve())
+    except ValueError:
+        return path
+    raise CtmdError(f"refusing to write the report inside the dataset: {path}")
 
 
 @dataclass
@@ -119,6 +132,14 @@ class Report:
         data = self.to_json()
         validate_report(data)
         return json.dumps(data, indent=2, ensure_ascii=False, default=str) + "\n"
+
+    def write(self, target: str | os.PathLike[str]) -> Path:
+        """Validate and write the JSON report (parents created; never inside the dataset)."""
+        path = check_report_target(target, self.scan.root)
+        text = self.dumps()
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text, encoding="utf-8")
+        return path
 
     def summary(self, *, per_group: int = 3) -> str:
         """A short human summary: counts, then findings grouped by check id."""
