@@ -44,8 +44,18 @@ def tool(root: Path, profile: str, jobs: int | None) -> tuple[float, float, str]
     """The whole ``ctmd-validate check`` run in a fresh process: scan, tables, checks, report."""
     with tempfile.TemporaryDirectory() as tmp:
         report = Path(tmp) / "report.json"
-        cmd = [sys.executable, "-m", "ctmd_validate", "check", str(root), "--profile", profile,
-               "--report", str(report), "--quiet"]
+        cmd = [
+            sys.executable,
+            "-m",
+            "ctmd_validate",
+            "check",
+            str(root),
+            "--profile",
+            profile,
+            "--report",
+            str(report),
+            "--quiet",
+        ]
         if jobs:
             cmd += ["--jobs", str(jobs)]
         before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
@@ -87,10 +97,14 @@ def main() -> None:
     seconds, peak_mb, summary = tool(root, profile, args.jobs)
     second = baseline(files)
     base = min(first, second)
-    print(f"baseline  bare pydicom loop, 1 process : {base:8.2f} s "
-          f"({len(files) / base:,.0f} files/s; runs {first:.2f} / {second:.2f})")
-    print(f"tool      ctmd-validate check          : {seconds:8.2f} s "
-          f"({len(files) / seconds:,.0f} files/s; peak RSS {peak_mb:,.0f} MiB)")
+    print(
+        f"baseline  bare pydicom loop, 1 process : {base:8.2f} s "
+        f"({len(files) / base:,.0f} files/s; runs {first:.2f} / {second:.2f})"
+    )
+    print(
+        f"tool      ctmd-validate check          : {seconds:8.2f} s "
+        f"({len(files) / seconds:,.0f} files/s; peak RSS {peak_mb:,.0f} MiB)"
+    )
     print(f"          {summary}")
     print(f"ratio     tool / baseline              : {seconds / base:8.2f}")
 

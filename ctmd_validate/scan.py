@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import fnmatch
 import os
+import stat
 import struct
 import sys
 import time
@@ -251,8 +252,16 @@ def read_header(path: str) -> tuple[dict[str, Any], list[tuple[Any, ...]]]:
     elements: list[tuple[Any, ...]] = []
     top: dict[int, Any] = {}
     try:
-        with open(path, "rb") as fp:
-            size = os.fstat(fp.fileno()).st_size
+        # O_NONBLOCK: a FIFO named like a slice must not block the scan forever.
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            os.close(fd)
+            row["status"] = "unreadable"
+            row["error"] = "not a regular file (a pipe, socket or device)"
+            return row, elements
+        with os.fdopen(fd, "rb") as fp:
+            size = st.st_size
             row["size"] = size
             head = fp.read(132)
             if len(head) < 132 or head[128:132] != b"DICM":
@@ -312,8 +321,17 @@ class _Walk:
     entries: list[dict[str, Any]] = field(default_factory=list)
 
 
+def display(name: str) -> str:
+    """A file name as printable UTF-8: undecodable bytes become ``\\xNN`` escapes.
+
+    Names that are not valid UTF-8 would otherwise make the report and the summary
+    impossible to encode.
+    """
+    return os.fsencode(name).decode("utf-8", "backslashreplace")
+
+
 def _rel(path: Path, root: Path) -> str:
-    return path.relative_to(root).as_posix()
+    return display(path.relative_to(root).as_posix())
 
 
 def _listdir(path: Path) -> list[os.DirEntry[str]]:
@@ -425,7 +443,7 @@ def _walk_tree(root: Path, profile: Profile) -> _Walk:
 
     for path, key in class_dirs:
         crel = _rel(path, root)
-        walk.class_dirs.append({"path": crel, "name": path.name, "class_key": key})
+        walk.class_dirs.append({"path": crel, "name": display(path.name), "class_key": key})
         for entry in _listdir(path):
             epath = Path(entry.path)
             rel = _rel(epath, root)
@@ -434,7 +452,7 @@ def _walk_tree(root: Path, profile: Profile) -> _Walk:
                 walk.cases.append(
                     {
                         "case_key": case_key,
-                        "case_id": entry.name,
+                        "case_id": display(entry.name),
                         "class_key": key,
                         "class_dir": crel,
                     }

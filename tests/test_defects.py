@@ -1,0 +1,200 @@
+"""Every synthetic defect fires exactly the checks it names; clean trees fire nothing bad.
+
+The clean tiny tree holds one case per class (the shortest of each class); the defects of
+``ctmd_validate.synth.DEFECTS`` each break a copy of it in one named way.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path, PurePosixPath
+
+import pytest
+
+import ctmd_validate.checks  # noqa: F401  (registers every check)
+from conftest import new_findings
+from ctmd_validate import CheckStatus, Report, Severity, load_profile, synth, validate
+from ctmd_validate.registry import REGISTRY
+from ctmd_validate.report import validate_report
+from ctmd_validate.synth import DEFECTS
+
+RELEASE = load_profile("release")
+TINY = synth.select_cases(RELEASE, "tiny")
+TINY_IDS = {c.case_id for c in TINY}
+TINY_FILES = sum(c.n_slices for c in TINY)
+
+
+def _assert_locations(root: Path, report: Report, findings: list) -> None:
+    """Where a finding points must be a real place in the tree, named the dataset's way."""
+    cases = set(report.scan.cases["case_id"])
+    for f in findings:
+        spec = REGISTRY[f.check_id]
+        if spec.scope == "case":
+            assert f.case, f"case-scope check {f.check_id} emitted a finding without a case: {f}"
+        if f.case is not None and f.path is not None:
+            # the case named is the case folder the path is in (or is)
+            assert f.case in PurePosixPath(f.path).parts, f
+            assert f.case in cases, f
+        if f.path is not None:
+            assert not f.path.startswith("/") and "\\" not in f.path, f
+            assert os.path.lexists(root / f.path), f"finding points at a missing path: {f}"
+        assert f.message
+        assert f.waived is None
+
+
+# --------------------------------------------------------------------------- defects
+
+
+@pytest.mark.parametrize("name", sorted(DEFECTS))
+def test_defect_fires_exactly_its_checks(name: str, make_tree, clean_tiny_report) -> None:
+    root = make_tree([name])
+    report = validate(root, "subset", jobs=1)
+    new = new_findings(report, clean_tiny_report)
+
+    fired = {f.check_id for f in new}
+    assert fired == DEFECTS[name].fires, (
+        f"defect {name!r}: unexpected {sorted(fired - DEFECTS[name].fires)}, "
+        f"missing {sorted(DEFECTS[name].fires - fired)}"
+    )
+    _assert_locations(root, report, new)
+    assert [r.check_id for r in report.results if r.crashed] == []
+    # a check that found something examined something
+    for check_id in fired:
+        assert report.result(check_id).status is not CheckStatus.SKIPPED
+    validate_report(report.to_json())
+
+
+def test_every_check_has_a_defect() -> None:
+    covered = set().union(*(d.fires for d in DEFECTS.values()))
+    assert set(REGISTRY) - covered == set(), "checks no synthetic defect triggers"
+    assert covered - set(REGISTRY) == set(), "defects name checks that are not registered"
+
+
+def test_defect_names_and_descriptions() -> None:
+    for name, defect in DEFECTS.items():
+        assert defect.name == name
+        assert defect.description
+        assert defect.fires
+
+
+# --------------------------------------------------------------------------- clean trees
+
+
+def test_clean_tiny_subset(clean_tiny_report: Report) -> None:
+    report = clean_tiny_report
+    assert report.valid
+    assert report.count(Severity.ERROR) == 0
+    assert report.count(Severity.WARNING) == 0
+    assert {f.severity for f in report.findings} == {Severity.INFO}
+    assert {f.check_id for f in report.findings} == {"counts.class", "structure.case_dir.missing"}
+
+    # one finding per class for each, saying how much of the release is present
+    release = {key: spec.expected_cases for key, spec in RELEASE.classes.items()}
+    for check_id in ("counts.class", "structure.case_dir.missing"):
+        got = sorted((f.expected, f.actual) for f in report.findings if f.check_id == check_id)
+        assert got == sorted((n, 1) for n in release.values()), check_id
+        for f in report.findings:
+            if f.check_id == check_id:
+                assert f.case is None and f.path is None
+
+    assert set(report.scan.cases["case_id"]) == TINY_IDS
+    assert len(report.scan.files) == TINY_FILES
+    assert (report.scan.files["status"] == "ok").all()
+    assert (report.scan.entries["role"] != "stray").all()
+
+    statuses = {r.check_id: r.status for r in report.results}
+    assert set(statuses) == set(REGISTRY)
+    assert [c for c, s in statuses.items() if s is CheckStatus.FAILED] == []
+    # No check is skipped: each has something to look at in the tiny tree (3 class
+    # folders, 3 cases all in the release manifest, 338 image files and the 305-case
+    # manifest), so "skipped" here would mean a check silently examined nothing.
+    assert [c for c, s in statuses.items() if s is CheckStatus.SKIPPED] == []
+    assert all(s is CheckStatus.PASSED for s in statuses.values())
+
+    examined = {r.check_id: r.examined for r in report.results}
+    assert examined["dicom.unreadable"] == TINY_FILES
+    assert examined["structure.file.extension"] == TINY_FILES
+    assert examined["counts.case_slices"] == len(TINY)
+    assert examined["structure.case_dir.missing"] == len(RELEASE.manifest)
+    assert examined["counts.class"] == len(RELEASE.classes)
+    validate_report(report.to_json())
+
+
+def test_clean_tiny_release_profile(clean_tiny: Path) -> None:
+    report = validate(clean_tiny, "release", jobs=1)
+    assert not report.valid
+    assert report.exit_code == 1
+    errors = [f for f in report.active if f.severity is Severity.ERROR]
+    assert {f.check_id for f in errors} == {"structure.case_dir.missing", "counts.class"}
+    assert report.count(Severity.WARNING) == 0
+    assert report.count(Severity.INFO) == 0
+
+    missing = [f for f in errors if f.check_id == "structure.case_dir.missing"]
+    absent = sorted(set(RELEASE.manifest) - TINY_IDS)
+    assert sorted(f.case for f in missing) == absent  # one finding per absent case
+    assert len(missing) == len(RELEASE.manifest) - len(TINY)
+    for f in missing:
+        assert f.path is None
+        assert f.expected == f.case and f.actual is None
+
+    counts = sorted((f.expected, f.actual) for f in errors if f.check_id == "counts.class")
+    assert counts == sorted((s.expected_cases, 1) for s in RELEASE.classes.values())
+
+    failed = {r.check_id for r in report.results if r.status is CheckStatus.FAILED}
+    assert failed == {"structure.case_dir.missing", "counts.class"}
+    validate_report(report.to_json())
+
+
+# --------------------------------------------------------------------------- layouts
+
+
+def test_sample_layout(make_tree, clean_tiny_report: Report) -> None:
+    root = make_tree(layout="sample")
+    report = validate(root, "subset", jobs=1)
+    new = new_findings(report, clean_tiny_report)
+    assert [(f.check_id, f.severity, f.case, f.path, f.expected, f.actual) for f in new] == [
+        (
+            "structure.class_dir.alias",
+            Severity.WARNING,
+            None,
+            "Sample data/Cap subjects",
+            "CAP subjects",
+            "Cap subjects",
+        )
+    ]
+    assert report.valid
+    assert set(report.scan.cases["case_id"]) == TINY_IDS
+    assert len(report.scan.files) == TINY_FILES
+    assert sorted(report.scan.class_dirs["path"]) == [
+        "Sample data/COVID-19 subjects",
+        "Sample data/Cap subjects",
+        "Sample data/Normal subjects",
+    ]
+    # the container folder is part of the layout, not stray
+    assert (report.scan.entries["role"] != "stray").all()
+
+
+def test_figshare_layout(make_tree, clean_tiny_report: Report) -> None:
+    root = make_tree(layout="figshare")
+    report = validate(root, "subset", jobs=1)
+    new = new_findings(report, clean_tiny_report)
+    assert {f.check_id for f in new} == {"structure.class_dir.alias"}
+    got = sorted((f.severity, f.path, f.expected, f.actual) for f in new)
+    assert got == sorted(
+        [
+            (Severity.WARNING, "COVID-19 Cases", "COVID-19 subjects", "COVID-19 Cases"),
+            (Severity.WARNING, "Cap Cases", "CAP subjects", "Cap Cases"),
+            (Severity.WARNING, "Normal Cases", "Normal subjects", "Normal Cases"),
+        ]
+    )
+    assert report.valid
+    assert set(report.scan.cases["case_id"]) == TINY_IDS
+    assert len(report.scan.files) == TINY_FILES
+
+
+def test_sample_layout_matches_real_sample(sample_root: Path) -> None:
+    """The synthetic 'sample' layout spells its folders like the real public sample."""
+    container, names = synth.LAYOUTS["sample"]
+    assert container is not None
+    real = sorted(p.name for p in (sample_root / container).iterdir() if p.is_dir())
+    assert real == sorted(names.values())
