@@ -485,9 +485,19 @@ def test_dangling_symlink(tree: Path, mini_report: Report, tmp_path: Path) -> No
     assert not report.valid
 
 
-@pytest.mark.skipif(os.geteuid() == 0, reason="root reads files whatever their mode")
-def test_permission_denied(tree: Path, mini_report: Report) -> None:
+def test_permission_denied(
+    tree: Path, mini_report: Report, monkeypatch: pytest.MonkeyPatch
+) -> None:
     target = slice_path(tree, "cap", 2)
+    if os.geteuid() == 0:  # root reads files whatever their mode: deny the open itself
+        real_open = os.open
+
+        def deny(path, flags, *args, **kwargs):  # type: ignore[no-untyped-def]
+            if os.fspath(path) == str(target):
+                raise PermissionError(13, "Permission denied", str(target))
+            return real_open(path, flags, *args, **kwargs)
+
+        monkeypatch.setattr(os, "open", deny)
     target.chmod(0)
     try:
         _, new = run(tree, mini_report)
@@ -500,6 +510,7 @@ def test_permission_denied(tree: Path, mini_report: Report) -> None:
         f"{case_rel('cap')}/IM0002.dcm",
     )
     assert f.actual.startswith("PermissionError")
+    assert str(target) not in f.actual  # locations are relative; no absolute path leaks
 
 
 def test_symlink_loop(tree: Path, mini_report: Report) -> None:
