@@ -66,6 +66,8 @@ _BINARY_VRS = {
     "UV": "Q",
     "SV": "q",
 }
+# Element paths such as "(0008,1140)[0](0008,1150)", shared across the files of a worker.
+_PATHS: dict[tuple[str, int], str] = {}
 _ITEM = 0xFFFEE000
 _SEQ_DELIM = 0xFFFEE0DD
 _PIXEL_DATA = 0x7FE00010
@@ -148,10 +150,13 @@ def _walk(
     Values are taken from the raw bytes (no pydicom value conversion, which would cost as
     much as the parse itself); ``top`` receives the depth-0 values by tag.
     """
-    intern = sys.intern
     for tag in ds.keys():  # noqa: SIM118  (iterating ds would convert every element)
         elem = ds.get_item(tag)
-        path = intern(f"{prefix}({tag >> 16:04X},{tag & 0xFFFF:04X})")
+        path = _PATHS.get((prefix, tag))
+        if path is None:
+            path = _PATHS[(prefix, tag)] = sys.intern(
+                f"{prefix}({tag >> 16:04X},{tag & 0xFFFF:04X})"
+            )
         value: str | None = None
         if isinstance(elem, RawDataElement):
             vr = elem.VR
@@ -167,7 +172,7 @@ def _walk(
         else:
             vr = elem.VR
             length = -1
-        vr = intern(str(vr))
+        vr = sys.intern(str(vr))
         if depth == 0:
             top[int(tag)] = value
         if vr == "SQ":
@@ -306,8 +311,23 @@ def read_header(path: str) -> tuple[dict[str, Any], list[tuple[Any, ...]]]:
     return row, elements
 
 
-def _read_chunk(paths: list[str]) -> list[tuple[dict[str, Any], list[tuple[Any, ...]]]]:
-    return [read_header(p) for p in paths]
+ELEMENT_COLUMNS = ("file_idx", "path", "tag", "depth", "vr", "length", "value")
+_Chunk = tuple[list[dict[str, Any]], dict[str, list[Any]]]
+
+
+def _read_chunk(items: list[tuple[int, str]]) -> _Chunk:
+    """Parse a chunk of files; elements come back as columns (cheap to send and to stack)."""
+    rows: list[dict[str, Any]] = []
+    columns: dict[str, list[Any]] = {c: [] for c in ELEMENT_COLUMNS}
+    for idx, path in items:
+        row, elements = read_header(path)
+        row["file_idx"] = idx
+        rows.append(row)
+        if elements:
+            columns["file_idx"].extend([idx] * len(elements))
+            for name, values in zip(ELEMENT_COLUMNS[1:], zip(*elements, strict=True), strict=True):
+                columns[name].extend(values)
+    return rows, columns
 
 
 # --------------------------------------------------------------------------- tree walk
@@ -518,31 +538,33 @@ def _walk_case(case_dir: Path, root: Path, case_key: str, suffix: str, walk: _Wa
 # --------------------------------------------------------------------------- scan
 
 
-def _chunks(items: list[str], size: int) -> Iterator[list[str]]:
+def _chunks(items: list[tuple[int, str]], size: int) -> Iterator[list[tuple[int, str]]]:
     for i in range(0, len(items), size):
         yield items[i : i + size]
 
 
-def _parse_all(
-    paths: list[str], jobs: int, progress: ProgressFn | None
-) -> Iterable[tuple[dict[str, Any], list[tuple[Any, ...]]]]:
+def _parse_all(paths: list[str], jobs: int, progress: ProgressFn | None) -> Iterable[_Chunk]:
     total = len(paths)
+    items = list(enumerate(paths))
     if progress:
         progress(0, total)
     if jobs <= 1 or total < 64:
-        for i, p in enumerate(paths):
-            yield read_header(p)
-            if progress and (i % 50 == 0 or i + 1 == total):
-                progress(i + 1, total)
-        return
-    size = max(8, min(256, total // (jobs * 8) or 8))
-    done = 0
-    with ProcessPoolExecutor(max_workers=jobs) as pool:
-        for chunk in pool.map(_read_chunk, _chunks(paths, size)):
-            yield from chunk
-            done += len(chunk)
+        chunks: Iterable[_Chunk] = map(_read_chunk, _chunks(items, 32))
+        pool = None
+    else:
+        size = max(8, min(256, total // (jobs * 8) or 8))
+        pool = ProcessPoolExecutor(max_workers=jobs)
+        chunks = pool.map(_read_chunk, _chunks(items, size))
+    try:
+        done = 0
+        for chunk in chunks:
+            yield chunk
+            done += len(chunk[0])
             if progress:
                 progress(done, total)
+    finally:
+        if pool is not None:
+            pool.shutdown(cancel_futures=True)
 
 
 def scan(
@@ -568,32 +590,28 @@ def scan(
     walk = _walk_tree(root_path, profile)
 
     file_rows: list[dict[str, Any]] = []
-    element_rows: list[tuple[Any, ...]] = []
+    element_columns: dict[str, list[Any]] = {c: [] for c in ELEMENT_COLUMNS}
     paths = [c["abspath"] for c in walk.candidates]
-    for idx, (cand, (row, elements)) in enumerate(
-        zip(walk.candidates, _parse_all(paths, jobs, progress), strict=True)
-    ):
-        if row["status"] == "not_dicom" and not cand["suffix_ok"]:
-            walk.entries.append(
-                {
-                    "path": cand["path"],
-                    "kind": "file",
-                    "role": "stray",
-                    "case_key": cand["case_key"],
-                    "reason": _stray_reason(Path(cand["path"]).name, "in a case folder"),
-                }
-            )
-            continue
-        if row["status"] == "not_dicom":
-            row["status"] = "unreadable"
-        row.update(
-            file_idx=idx,
-            path=cand["path"],
-            case_key=cand["case_key"],
-            suffix_ok=cand["suffix_ok"],
-        )
-        file_rows.append(row)
-        element_rows.extend((idx, *e) for e in elements)
+    for rows, columns in _parse_all(paths, jobs, progress):
+        for row in rows:
+            cand = walk.candidates[row["file_idx"]]
+            if row["status"] == "not_dicom" and not cand["suffix_ok"]:
+                walk.entries.append(
+                    {
+                        "path": cand["path"],
+                        "kind": "file",
+                        "role": "stray",
+                        "case_key": cand["case_key"],
+                        "reason": _stray_reason(Path(cand["path"]).name, "in a case folder"),
+                    }
+                )
+                continue  # a file that is not DICOM has no elements
+            if row["status"] == "not_dicom":
+                row["status"] = "unreadable"
+            row.update(path=cand["path"], case_key=cand["case_key"], suffix_ok=cand["suffix_ok"])
+            file_rows.append(row)
+        for name, values in columns.items():
+            element_columns[name].extend(values)
 
     files = tables.make_files(file_rows)
     cases = tables.make_cases(walk.cases, files, profile)
@@ -603,7 +621,7 @@ def scan(
         class_dirs=tables.make_class_dirs(walk.class_dirs),
         cases=cases,
         files=files,
-        elements=tables.make_elements(element_rows),
+        elements=tables.make_elements(element_columns),
         entries=tables.make_entries(walk.entries),
         seconds=time.perf_counter() - started,
         jobs=jobs,

@@ -127,10 +127,10 @@ FILES = pa.DataFrameSchema(
 ELEMENTS = pa.DataFrameSchema(
     {
         "file_idx": pa.Column("int64"),
-        "path": pa.Column(_STR),
+        "path": pa.Column("category"),
         "tag": pa.Column("int64", pa.Check.ge(0)),
         "depth": pa.Column("int64", pa.Check.ge(0)),
-        "vr": pa.Column(_STR),
+        "vr": pa.Column("category"),
         "length": pa.Column("int64", pa.Check.ge(-1)),
         "value": pa.Column("object", nullable=True),
     },
@@ -192,22 +192,17 @@ def make_cases(rows: list[dict[str, Any]], files: pd.DataFrame, profile: Profile
     return CASES.validate(df, lazy=True)
 
 
-def make_elements(rows: list[tuple[Any, ...]]) -> pd.DataFrame:
-    columns = ["file_idx", "path", "tag", "depth", "vr", "length", "value"]
-    df = (
-        pd.DataFrame.from_records(rows, columns=columns)
-        if rows
-        else pd.DataFrame({c: pd.Series([], dtype=object) for c in columns})
-    )
-    df = df.astype(
+def make_elements(columns: dict[str, list[Any]]) -> pd.DataFrame:
+    """Element table from columns; paths and VRs are categorical (few distinct, many rows)."""
+    df = pd.DataFrame(
         {
-            "file_idx": "int64",
-            "path": _STR,
-            "tag": "int64",
-            "depth": "int64",
-            "vr": _STR,
-            "length": "int64",
-            "value": object,
+            "file_idx": pd.Series(columns["file_idx"], dtype="int64"),
+            "path": pd.Categorical(columns["path"]),
+            "tag": pd.Series(columns["tag"], dtype="int64"),
+            "depth": pd.Series(columns["depth"], dtype="int64"),
+            "vr": pd.Categorical(columns["vr"]),
+            "length": pd.Series(columns["length"], dtype="int64"),
+            "value": pd.Series(columns["value"], dtype=object),
         }
     )
     return ELEMENTS.validate(df, lazy=True)
