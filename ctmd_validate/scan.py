@@ -117,10 +117,6 @@ class ScanResult:
     entries: pd.DataFrame
     seconds: float = 0.0
     jobs: int = 1
-    notes: list[str] = field(default_factory=list)
-
-    def case_files(self, case_key: str) -> pd.DataFrame:
-        return self.files[self.files["case_key"] == case_key]
 
 
 # --------------------------------------------------------------------------- headers

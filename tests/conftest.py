@@ -85,3 +85,15 @@ def new_findings(report: Report, baseline: Report) -> list[Finding]:
     """Findings of ``report`` that the clean ``baseline`` does not have."""
     base = {finding_key(f) for f in baseline.findings}
     return [f for f in report.findings if finding_key(f) not in base]
+
+
+def snapshot(root: Path) -> dict[str, tuple[int, int]]:
+    """Every entry below ``root`` (and root itself) with its mtime and size."""
+    st = os.lstat(root)
+    out = {".": (st.st_mtime_ns, st.st_size)}
+    for dirpath, dirs, files in os.walk(root):
+        for name in dirs + files:
+            path = os.path.join(dirpath, name)
+            st = os.lstat(path)
+            out[os.path.relpath(path, root)] = (st.st_mtime_ns, st.st_size)
+    return out

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 import ctmd_validate.checks  # noqa: F401  (registers every check id)
+from conftest import snapshot
 from ctmd_validate import cli
 from ctmd_validate.registry import REGISTRY
 from ctmd_validate.report import validate_report
@@ -23,18 +24,6 @@ def run_cli(capsys: pytest.CaptureFixture[str], *args: object) -> tuple[int, str
     rc = cli.main([str(a) for a in args])
     out, err = capsys.readouterr()
     return rc, out, err
-
-
-def snapshot(root: Path) -> dict[str, tuple[int, int]]:
-    """Every entry below ``root`` (and root itself) with its mtime and size."""
-    st = os.lstat(root)
-    out = {".": (st.st_mtime_ns, st.st_size)}
-    for dirpath, dirs, files in os.walk(root):
-        for name in dirs + files:
-            path = os.path.join(dirpath, name)
-            st = os.lstat(path)
-            out[os.path.relpath(path, root)] = (st.st_mtime_ns, st.st_size)
-    return out
 
 
 def finding_keys(data: dict) -> list[tuple]:

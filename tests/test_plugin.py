@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 import ctmd_validate.checks  # noqa: F401  (registers every check id)
+from conftest import snapshot
 from ctmd_validate import pytest_plugin, validate
 from ctmd_validate.findings import CheckStatus, Severity
 from ctmd_validate.registry import REGISTRY
@@ -60,18 +61,6 @@ def expected_outcomes(report: Report) -> dict[str, set[str]]:
                 out["failed"].add(name)
             elif any(f.severity is Severity.WARNING for f in mine):
                 out["warned"].add(name)
-    return out
-
-
-def snapshot(root: Path) -> dict[str, tuple[int, int]]:
-    """Every entry below ``root`` (and root itself) with its mtime and size."""
-    st = os.lstat(root)
-    out = {".": (st.st_mtime_ns, st.st_size)}
-    for dirpath, dirs, files in os.walk(root):
-        for name in dirs + files:
-            path = os.path.join(dirpath, name)
-            st = os.lstat(path)
-            out[os.path.relpath(path, root)] = (st.st_mtime_ns, st.st_size)
     return out
 
 
