@@ -43,9 +43,10 @@ class Waiver:
             return False
         if self.case is not None and finding.case != self.case:
             return False
-        return self.path is None or (
-            finding.path is not None and fnmatch.fnmatchcase(finding.path, self.path)
-        )
+        if self.path is None:
+            return True
+        paths = [finding.path] if finding.path is not None else []
+        return any(fnmatch.fnmatchcase(p, self.path) for p in (*paths, *finding.files))
 
 
 @dataclass(frozen=True)

@@ -34,7 +34,8 @@ class Finding:
     """One thing wrong (or worth knowing) about the dataset.
 
     ``path`` is relative to the dataset root (POSIX separators); ``expected`` and
-    ``actual`` are JSON-serialisable and never carry identifying values.
+    ``actual`` are JSON-serialisable and never carry identifying values. ``files`` names
+    the files involved when one finding stands for several files of a case.
     """
 
     check_id: str
@@ -44,12 +45,16 @@ class Finding:
     path: str | None = None
     expected: Any = None
     actual: Any = None
+    files: tuple[str, ...] = ()
     waived: str | None = None
 
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)
         data["id"] = data.pop("check_id")
         data["severity"] = self.severity.value
+        data["files"] = list(self.files)
+        if not self.files:
+            data.pop("files")
         if self.waived is None:
             data.pop("waived")
         return data

@@ -12,7 +12,15 @@ from typing import Any
 from .errors import ProfileError
 from .resources import schema_dir
 
-__all__ = ["BUILTIN_PROFILES", "ClassSpec", "ManifestCase", "Profile", "load_profile"]
+__all__ = [
+    "BUILTIN_PROFILES",
+    "ClassSpec",
+    "Conformance",
+    "Geometry",
+    "ManifestCase",
+    "Profile",
+    "load_profile",
+]
 
 BUILTIN_PROFILES = ("release", "subset")
 
@@ -42,6 +50,26 @@ class ManifestCase:
 
 
 @dataclass(frozen=True)
+class Conformance:
+    """Which attributes every image must carry (names are DICOM keywords)."""
+
+    sop_classes: tuple[str, ...] = ("1.2.840.10008.5.1.4.1.1.2",)
+    file_meta: tuple[str, ...] = ()
+    type1: tuple[str, ...] = ()
+    type2: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Geometry:
+    """Tolerances of the slice-stack geometry checks."""
+
+    orientation_tol: float = 1e-4
+    position_tol_mm: float = 0.01
+    spacing_abs_tol_mm: float = 0.2
+    spacing_rel_tol: float = 0.01
+
+
+@dataclass(frozen=True)
 class Profile:
     """Everything the checks compare the data against."""
 
@@ -54,6 +82,8 @@ class Profile:
     root_files_allowed: tuple[str, ...]
     dicom_suffix: str
     source: str
+    conformance: Conformance = field(default_factory=Conformance)
+    geometry: Geometry = field(default_factory=Geometry)
     raw: dict[str, Any] = field(repr=False, default_factory=dict)
 
     def class_of_label(self, label: str) -> str | None:
@@ -121,6 +151,20 @@ def _read_manifest(path: Path, classes: dict[str, ClassSpec]) -> dict[str, Manif
     return out
 
 
+def _conformance(data: dict[str, Any]) -> Conformance:
+    from pydicom.datadict import tag_for_keyword
+
+    lists = {
+        k: tuple(str(v) for v in data.get(k, ()))
+        for k in ("sop_classes", "file_meta", "type1", "type2")
+    }
+    for key in ("file_meta", "type1", "type2"):
+        unknown = [kw for kw in lists[key] if tag_for_keyword(kw) is None]
+        if unknown:
+            raise ProfileError(f"[conformance] {key}: not DICOM keywords: {unknown}")
+    return Conformance(**lists)
+
+
 def load_profile(name_or_path: str = "release") -> Profile:
     """Load a built-in profile (``release``, ``subset``) or a TOML file that may extend one."""
     path = _resolve(name_or_path)
@@ -158,6 +202,8 @@ def load_profile(name_or_path: str = "release") -> Profile:
             root_files_allowed=tuple(layout.get("root_files_allowed", [])),
             dicom_suffix=str(layout.get("dicom_suffix", ".dcm")).lower(),
             source=str(path),
+            conformance=_conformance(data.get("conformance", {})),
+            geometry=Geometry(**{k: float(v) for k, v in data.get("geometry", {}).items()}),
             raw=data,
         )
     except (KeyError, TypeError, ValueError, re.error) as exc:

@@ -45,6 +45,7 @@ class Sink:
         path: str | None = None,
         expected: Any = None,
         actual: Any = None,
+        files: Iterable[str] = (),
         severity: Severity | None = None,
     ) -> None:
         self.findings.append(
@@ -56,6 +57,7 @@ class Sink:
                 path=path,
                 expected=expected,
                 actual=actual,
+                files=tuple(sorted(files)),
             )
         )
 

@@ -104,9 +104,9 @@ _VECTORS: tuple[tuple[str, str, int], ...] = (
 _TAGS: dict[str, int] = {kw: int(tag_for_keyword(kw) or 0) for _c, kw, *_ in (*_FIELDS, *_VECTORS)}
 
 
-@dataclass
+@dataclass(eq=False)
 class ScanResult:
-    """The tables of one scan, plus how it went."""
+    """The tables of one scan, plus how it went (compared and hashed by identity)."""
 
     root: Path
     profile: Profile

@@ -18,11 +18,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import pydicom
 from pydicom.dataset import Dataset, FileMetaDataset
+from pydicom.sequence import Sequence
 from pydicom.uid import (
     PYDICOM_IMPLEMENTATION_UID,
     CTImageStorage,
     ExplicitVRLittleEndian,
+    SecondaryCaptureImageStorage,
     generate_uid,
 )
 
@@ -442,6 +445,7 @@ def _class_dir_alias(root: Path) -> None:
         "structure.class_dir.alias",
         "structure.case_dir.duplicate",
         "counts.class",
+        "dicom.uid.duplicate",
     },
 )
 def _class_dir_duplicate(root: Path) -> None:
@@ -462,7 +466,12 @@ def _case_dir_name(root: Path) -> None:
 @_defect(
     "case-dir-duplicate",
     "copy the first COVID-19 case into the CAP folder",
-    {"structure.case_dir.duplicate", "structure.case_dir.name", "counts.class"},
+    {
+        "structure.case_dir.duplicate",
+        "structure.case_dir.name",
+        "counts.class",
+        "dicom.uid.duplicate",
+    },
 )
 def _case_dir_duplicate(root: Path) -> None:
     case = _first_case(root)
@@ -520,7 +529,9 @@ def _file_extension(root: Path) -> None:
 
 
 @_defect(
-    "missing-slice", "delete one interior slice of the first COVID-19 case", {"counts.case_slices"}
+    "missing-slice",
+    "delete one interior slice of the first COVID-19 case",
+    {"counts.case_slices", "geometry.spacing.missing_slice", "geometry.instance_number"},
 )
 def _missing_slice(root: Path) -> None:
     files = _slices(_first_case(root))
@@ -541,20 +552,261 @@ def _truncated_file(root: Path) -> None:
 @_defect(
     "truncated-header",
     "cut one slice of the first CAP case inside its header",
-    {"dicom.unreadable"},
+    {"dicom.unreadable", "geometry.spacing.missing_slice", "geometry.instance_number"},
 )
 def _truncated_header(root: Path) -> None:
     f = _slices(_first_case(root, "cap"))[1]
     f.write_bytes(f.read_bytes()[:700])
 
 
-@_defect("empty-file", "empty one slice of the first Normal case (0 bytes)", {"dicom.unreadable"})
+@_defect(
+    "empty-file",
+    "empty one slice of the first Normal case (0 bytes)",
+    {"dicom.unreadable", "geometry.spacing.missing_slice", "geometry.instance_number"},
+)
 def _empty_file(root: Path) -> None:
     _slices(_first_case(root, "normal"))[2].write_bytes(b"")
 
 
 @_defect(
-    "not-dicom", "overwrite one slice of the first Normal case with text", {"dicom.unreadable"}
+    "not-dicom",
+    "overwrite one slice of the first Normal case with text",
+    {"dicom.unreadable", "geometry.spacing.missing_slice", "geometry.instance_number"},
 )
 def _not_dicom(root: Path) -> None:
     _slices(_first_case(root, "normal"))[3].write_text("this is not a DICOM file\n" * 20)
+
+
+# --------------------------------------------------------------------------- header defects
+
+
+def _edit(path: Path, change: Callable[[Dataset], None], *, enforce: bool = True) -> None:
+    """Rewrite one file after ``change``; ``enforce=False`` keeps a broken file meta as is."""
+    ds = pydicom.dcmread(path)
+    change(ds)
+    ds.save_as(path, enforce_file_format=enforce)
+
+
+def _set(**values: object) -> Callable[[Dataset], None]:
+    def change(ds: Dataset) -> None:
+        for keyword, value in values.items():
+            setattr(ds, keyword, value)
+
+    return change
+
+
+def _delete(*keywords: str) -> Callable[[Dataset], None]:
+    def change(ds: Dataset) -> None:
+        for keyword in keywords:
+            delattr(ds, keyword)
+
+    return change
+
+
+@_defect(
+    "file-meta-incomplete",
+    "drop File Meta Information Version and Implementation Class UID from a CAP case",
+    {"dicom.file_meta"},
+)
+def _file_meta_incomplete(root: Path) -> None:
+    def change(ds: Dataset) -> None:
+        del ds.file_meta.FileMetaInformationVersion
+        del ds.file_meta.ImplementationClassUID
+
+    for f in _slices(_first_case(root, "cap")):
+        _edit(f, change, enforce=False)
+
+
+@_defect(
+    "media-uid-mismatch",
+    "give one slice a Media Storage SOP Instance UID that differs from its SOP Instance UID",
+    {"dicom.file_meta"},
+)
+def _media_uid_mismatch(root: Path) -> None:
+    def change(ds: Dataset) -> None:
+        ds.file_meta.MediaStorageSOPInstanceUID = _uid("media-mismatch")
+
+    _edit(_slices(_first_case(root, "cap"))[3], change, enforce=False)
+
+
+@_defect(
+    "sop-class",
+    "turn one slice of the first CAP case into a Secondary Capture",
+    {"dicom.sop_class"},
+)
+def _sop_class(root: Path) -> None:
+    def change(ds: Dataset) -> None:
+        ds.SOPClassUID = SecondaryCaptureImageStorage
+        ds.file_meta.MediaStorageSOPClassUID = SecondaryCaptureImageStorage
+
+    _edit(_slices(_first_case(root, "cap"))[5], change)
+
+
+@_defect(
+    "type1-missing",
+    "delete Rescale Intercept (Type 1) from one slice",
+    {"dicom.required_attribute"},
+)
+def _type1_missing(root: Path) -> None:
+    _edit(_slices(_first_case(root, "normal"))[6], _delete("RescaleIntercept"))
+
+
+@_defect(
+    "type2-missing",
+    "delete Patient's Name (Type 2) from every slice of the Normal case",
+    {"dicom.required_attribute"},
+)
+def _type2_missing(root: Path) -> None:
+    for f in _slices(_first_case(root, "normal")):
+        _edit(f, _delete("PatientName"))
+
+
+@_defect(
+    "uid-invalid-nested",
+    "add a Referenced Image Sequence whose item holds a UID with a leading zero",
+    {"dicom.uid.invalid"},
+)
+def _uid_invalid_nested(root: Path) -> None:
+    def change(ds: Dataset) -> None:
+        item = Dataset()
+        item.ReferencedSOPClassUID = CTImageStorage
+        item.ReferencedSOPInstanceUID = "1.2.826.0.1.3680043.10.1145.07"
+        ds.ReferencedImageSequence = Sequence([item])
+
+    _edit(_slices(_first_case(root))[7], change)
+
+
+@_defect(
+    "uid-duplicate-sop",
+    "give slice 2 of the first COVID-19 case slice 1's SOP Instance UID",
+    {"dicom.uid.duplicate"},
+)
+def _uid_duplicate_sop(root: Path) -> None:
+    first, second = _slices(_first_case(root))[:2]
+    uid = pydicom.dcmread(first, stop_before_pixels=True).SOPInstanceUID
+
+    def change(ds: Dataset) -> None:
+        ds.SOPInstanceUID = uid
+        ds.file_meta.MediaStorageSOPInstanceUID = uid
+
+    _edit(second, change)
+
+
+@_defect(
+    "uid-duplicate-study",
+    "give the Normal case the COVID-19 case's Study Instance UID",
+    {"dicom.uid.duplicate"},
+)
+def _uid_duplicate_study(root: Path) -> None:
+    study = pydicom.dcmread(_slices(_first_case(root))[0], stop_before_pixels=True)
+    for f in _slices(_first_case(root, "normal")):
+        _edit(f, _set(StudyInstanceUID=study.StudyInstanceUID))
+
+
+@_defect(
+    "series-multiple",
+    "give the second half of the CAP case a new Series Instance UID",
+    {"geometry.series.multiple"},
+)
+def _series_multiple(root: Path) -> None:
+    files = _slices(_first_case(root, "cap"))
+    for f in files[len(files) // 2 :]:
+        _edit(f, _set(SeriesInstanceUID=_uid("second-series")))
+
+
+@_defect(
+    "orientation-tilt",
+    "tilt the orientation of one slice by 0.01",
+    {"geometry.orientation.inconsistent"},
+)
+def _orientation_tilt(root: Path) -> None:
+    _edit(
+        _slices(_first_case(root))[10],
+        _set(ImageOrientationPatient=[1, 0, 0, 0, 0.99995, 0.0099998]),
+    )
+
+
+@_defect(
+    "pixel-spacing", "give one slice a different Pixel Spacing", {"geometry.shape.inconsistent"}
+)
+def _pixel_spacing(root: Path) -> None:
+    _edit(_slices(_first_case(root))[11], _set(PixelSpacing=[0.5, 0.5]))
+
+
+@_defect(
+    "slice-location-missing",
+    "delete Slice Location from one slice",
+    {"geometry.slice_location.missing", "dicom.required_attribute"},
+)
+def _slice_location_missing(root: Path) -> None:
+    _edit(_slices(_first_case(root))[12], _delete("SliceLocation"))
+
+
+def _stack(case: Path) -> list[tuple[Path, Dataset]]:
+    """A case's slices with headers, in stack order (cranial first, as written)."""
+    pairs = [(f, pydicom.dcmread(f, stop_before_pixels=True)) for f in _slices(case)]
+    return sorted(pairs, key=lambda p: -float(p[1].ImagePositionPatient[2]))
+
+
+@_defect(
+    "slice-location-duplicate",
+    "copy one slice's Slice Location onto its neighbour",
+    {"geometry.slice_location.duplicate", "geometry.position.mismatch"},
+)
+def _slice_location_duplicate(root: Path) -> None:
+    stack = _stack(_first_case(root, "normal"))
+    _edit(stack[20][0], _set(SliceLocation=stack[21][1].SliceLocation))
+
+
+@_defect(
+    "instance-order",
+    "swap the Instance Numbers of two slices",
+    {"geometry.slice_location.non_monotonic"},
+)
+def _instance_order(root: Path) -> None:
+    stack = _stack(_first_case(root, "normal"))
+    (fa, a), (fb, b) = stack[30], stack[40]
+    _edit(fa, _set(InstanceNumber=b.InstanceNumber))
+    _edit(fb, _set(InstanceNumber=a.InstanceNumber))
+
+
+@_defect(
+    "slice-location-shift",
+    "shift one slice's Slice Location by 0.5 mm",
+    {"geometry.position.mismatch"},
+)
+def _slice_location_shift(root: Path) -> None:
+    path, ds = _stack(_first_case(root, "normal"))[50]
+    _edit(path, _set(SliceLocation=round(float(ds.SliceLocation) + 0.5, 1)))
+
+
+@_defect(
+    "uneven-spacing",
+    "move one interior slice 0.6 mm along z (position and location)",
+    {"geometry.spacing.irregular"},
+)
+def _uneven_spacing(root: Path) -> None:
+    path, ds = _stack(_first_case(root, "cap"))[40]
+    x, y, z = (float(v) for v in ds.ImagePositionPatient)
+    z = round(z + 0.6, 1)
+    _edit(path, _set(ImagePositionPatient=[x, y, z], SliceLocation=z))
+
+
+@_defect(
+    "instance-number-gap",
+    "renumber the last slice of the CAP case (a gap of 5)",
+    {"geometry.instance_number"},
+)
+def _instance_number_gap(root: Path) -> None:
+    path, ds = _stack(_first_case(root, "cap"))[-1]
+    _edit(path, _set(InstanceNumber=int(ds.InstanceNumber) + 5))
+
+
+@_defect(
+    "gantry-tilt",
+    "tilt the gantry by 5 degrees on every slice of the Normal case",
+    {"geometry.instance_number"},
+)
+def _gantry_tilt(root: Path) -> None:
+    for f in _slices(_first_case(root, "normal")):
+        _edit(f, _set(GantryDetectorTilt=5))

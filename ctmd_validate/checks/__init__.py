@@ -2,6 +2,6 @@
 
 from __future__ import annotations
 
-from . import counts, dicom, structure
+from . import conformance, counts, dicom, geometry, structure
 
-__all__ = ["counts", "dicom", "structure"]
+__all__ = ["conformance", "counts", "dicom", "geometry", "structure"]

@@ -1,0 +1,260 @@
+"""DICOM conformance: file meta, SOP class, required attributes, UIDs.
+
+Every check reads the scan tables; no file is reopened. Per-file problems are reported
+once per case and problem, naming the files; values of UIDs are never echoed (they can
+embed dates and device serial numbers).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+
+import pandas as pd
+from pydicom.uid import UID
+
+from ..findings import Severity
+from ..registry import CheckContext, Sink, check
+from ..tags import keyword_path, tag_of, tag_text
+
+_UID = re.compile(r"^(0|[1-9][0-9]*)(\.(0|[1-9][0-9]*))*$")
+
+
+def _case_ids(ctx: CheckContext) -> pd.Series:
+    return ctx.scan.cases.set_index("case_key")["case_id"]
+
+
+def _readable(ctx: CheckContext) -> pd.DataFrame:
+    files = ctx.scan.files
+    return files[files["status"] == "ok"]
+
+
+def _presence(ctx: CheckContext, keywords: Iterable[str]) -> pd.DataFrame:
+    """Per readable file and top-level tag: present?, empty? (one row per file and tag)."""
+    tags = {tag_of(k): k for k in keywords}
+    el = ctx.scan.elements
+    top = el[(el["depth"] == 0) & el["tag"].isin(list(tags))]
+    empty = (top["length"] == 0) | (
+        top["value"].map(lambda v: isinstance(v, str) and v.strip() == "")
+    )
+    frame = pd.DataFrame({"file_idx": top["file_idx"], "tag": top["tag"], "empty": empty})
+    return frame.drop_duplicates(["file_idx", "tag"])
+
+
+def _missing(
+    ctx: CheckContext, keywords: Iterable[str], *, empty_counts: bool
+) -> dict[tuple[str, str, str], list[str]]:
+    """``(case_key, keyword, 'absent'|'empty') -> [paths]`` over the readable files."""
+    keywords = list(keywords)
+    files = _readable(ctx)
+    present = _presence(ctx, keywords)
+    by_tag = {tag: group for tag, group in present.groupby("tag")}
+    out: dict[tuple[str, str, str], list[str]] = {}
+    nothing = pd.DataFrame({"file_idx": [], "empty": []})
+    for keyword in keywords:
+        rows = by_tag.get(tag_of(keyword), nothing)
+        selections = [("absent", files[~files["file_idx"].isin(rows["file_idx"])])]
+        if empty_counts:
+            empty_idx = rows.loc[rows["empty"].astype(bool), "file_idx"]
+            selections.append(("empty", files[files["file_idx"].isin(empty_idx)]))
+        for how, selected in selections:
+            for case_key, group in selected.groupby("case_key"):
+                out[(str(case_key), keyword, how)] = list(group["path"])
+    return out
+
+
+def _case_total(files: pd.DataFrame) -> dict[str, int]:
+    return files.groupby("case_key").size().to_dict()
+
+
+@check("dicom.file_meta", Severity.ERROR, scope="case")
+def file_meta(ctx: CheckContext, sink: Sink) -> int:
+    """The Part 10 file meta information is incomplete or contradicts the dataset.
+
+    PS3.10 requires File Meta Information Version, Media Storage SOP Class/Instance UID,
+    Transfer Syntax UID and Implementation Class UID, and the media UIDs must equal the
+    dataset's SOP Class/Instance UID. Strict readers (dcm4che, DCMTK's dcmdump +E) reject
+    such files; archives may store them under the wrong instance. Fix: rewrite the files
+    with a conformant writer (e.g. ``pydicom`` ``save_as(..., enforce_file_format=True)``).
+    """
+    files = _readable(ctx)
+    cases = _case_ids(ctx)
+    totals = _case_total(files)
+    for (case_key, keyword, how), paths in sorted(
+        _missing(ctx, ctx.profile.conformance.file_meta, empty_counts=True).items()
+    ):
+        sink.add(
+            f"{keyword} {tag_text(tag_of(keyword))} is {how} in {len(paths)} of "
+            f"{totals[case_key]} files",
+            case=str(cases[case_key]),
+            path=case_key,
+            expected=f"{keyword} present and not empty",
+            actual=f"{how} in {len(paths)} files",
+            files=paths,
+        )
+    pairs = (
+        ("media_sop_class_uid", "sop_class_uid", "MediaStorageSOPClassUID", "SOPClassUID"),
+        (
+            "media_sop_instance_uid",
+            "sop_instance_uid",
+            "MediaStorageSOPInstanceUID",
+            "SOPInstanceUID",
+        ),
+    )
+    for media, own, media_kw, own_kw in pairs:
+        both = files[files[media].notna() & files[own].notna()]
+        bad = both[both[media] != both[own]]
+        for case_key, group in bad.groupby("case_key"):
+            sink.add(
+                f"{len(group)} files' {media_kw} differs from their {own_kw}",
+                case=str(cases[case_key]),
+                path=str(case_key),
+                expected=f"{media_kw} == {own_kw}",
+                actual=f"different in {len(group)} files",
+                files=list(group["path"]),
+            )
+    return len(files)
+
+
+@check("dicom.sop_class", Severity.ERROR, scope="case")
+def sop_class(ctx: CheckContext, sink: Sink) -> int:
+    """An image is not CT Image Storage (SOP Class UID 1.2.840.10008.5.1.4.1.1.2).
+
+    Secondary captures, reports or localizers mixed into a CT stack break every loader
+    that assumes one CT volume per case. Fix: remove the object or move it out of the case.
+    """
+    files = _readable(ctx)
+    cases = _case_ids(ctx)
+    allowed = set(ctx.profile.conformance.sop_classes)
+    bad = files[files["sop_class_uid"].notna() & ~files["sop_class_uid"].isin(allowed)]
+    for (case_key, uid), group in bad.groupby(["case_key", "sop_class_uid"]):
+        name = UID(str(uid)).name
+        sink.add(
+            f"{len(group)} files are {name}, not CT Image Storage",
+            case=str(cases[case_key]),
+            path=str(case_key),
+            expected=sorted(allowed),
+            actual=str(uid),
+            files=list(group["path"]),
+        )
+    return int(files["sop_class_uid"].notna().sum())
+
+
+@check("dicom.required_attribute", Severity.ERROR, scope="case")
+def required_attribute(ctx: CheckContext, sink: Sink) -> int:
+    """A Type 1 attribute is absent or empty (error), or a Type 2 attribute is absent (warning).
+
+    The lists (CT Image IOD, plus Slice Location, which the dataset's labels depend on) are
+    in the profile's ``[conformance]`` table. De-identification must empty Type 2
+    attributes, not delete them. Fix: restore the attribute from the source data, or add it
+    empty where the standard allows (Type 2).
+    """
+    files = _readable(ctx)
+    cases = _case_ids(ctx)
+    totals = _case_total(files)
+    conf = ctx.profile.conformance
+    problems = [
+        (key, paths, Severity.ERROR, "Type 1")
+        for key, paths in _missing(ctx, conf.type1, empty_counts=True).items()
+    ] + [
+        (key, paths, Severity.WARNING, "Type 2")
+        for key, paths in _missing(ctx, conf.type2, empty_counts=False).items()
+    ]
+    for (case_key, keyword, how), paths, severity, kind in sorted(problems, key=lambda p: p[0]):
+        sink.add(
+            f"{kind} {keyword} {tag_text(tag_of(keyword))} is {how} in {len(paths)} of "
+            f"{totals[case_key]} files",
+            case=str(cases[case_key]),
+            path=case_key,
+            expected="present and not empty" if kind == "Type 1" else "present (may be empty)",
+            actual=f"{how} in {len(paths)} files",
+            files=paths,
+            severity=severity,
+        )
+    return len(files)
+
+
+def uid_problem(value: str) -> str | None:
+    """Why ``value`` is not a valid UID (PS3.5 §9.1), or None when it is one."""
+    if len(value) > 64:
+        return f"longer than 64 characters ({len(value)})"
+    if _UID.match(value):
+        return None
+    if not set(value) <= set("0123456789."):
+        return "characters other than digits and dots"
+    if value.startswith(".") or value.endswith(".") or ".." in value:
+        return "an empty component"
+    return "a component with a leading zero"
+
+
+@check("dicom.uid.invalid", Severity.ERROR, scope="case")
+def uid_invalid(ctx: CheckContext, sink: Sink) -> int:
+    """A UI value (at any depth, sequences included) is not a valid UID (PS3.5 §9.1).
+
+    UIDs hold digits and dots only, at most 64 characters, no empty components and no
+    leading zeros. Invalid UIDs are rejected by PACS and break de-duplication by UID.
+    Fix: regenerate the UIDs with a conformant tool (keeping references consistent).
+    """
+    el = ctx.scan.elements
+    ui = el[(el["vr"] == "UI") & el["value"].notna()]
+    ui = ui[ui["value"] != ""]
+    problems: dict[str, str | None] = {}
+    for value in ui["value"].unique():
+        parts = str(value).split("\\")
+        reasons = [r for r in map(uid_problem, parts) if r]
+        problems[value] = reasons[0] if reasons else None
+    bad = ui[ui["value"].map(problems).notna()]
+    if not bad.empty:
+        files = ctx.scan.files.set_index("file_idx")
+        cases = _case_ids(ctx)
+        bad = bad.assign(
+            reason=bad["value"].map(problems),
+            case_key=bad["file_idx"].map(files["case_key"]),
+            file=bad["file_idx"].map(files["path"]),
+            where=bad["path"].astype(str).map(keyword_path),
+        )
+        for (case_key, where, reason), group in bad.groupby(["case_key", "where", "reason"]):
+            sink.add(
+                f"{where} has {reason} in {group['file_idx'].nunique()} files",
+                case=str(cases[case_key]),
+                path=str(case_key),
+                expected="digits and dots, <= 64 characters, no empty or zero-led components",
+                actual=str(reason),
+                files=sorted(set(group["file"])),
+            )
+    return len(ui)
+
+
+@check("dicom.uid.duplicate", Severity.ERROR)
+def uid_duplicate(ctx: CheckContext, sink: Sink) -> int:
+    """Two files share a SOP Instance UID, or two cases share a Study or Series Instance UID.
+
+    A UID must identify one object: archives keep only one of the duplicates, and two
+    "cases" with one study may be the same patient scan counted twice. Fix: find out which
+    copy is right; regenerate UIDs where files were copied or edited.
+    """
+    files = _readable(ctx)
+    cases = _case_ids(ctx)
+    sop = files[files["sop_instance_uid"].notna()]
+    for _, group in sop[sop["sop_instance_uid"].duplicated(keep=False)].groupby("sop_instance_uid"):
+        in_cases = sorted({str(cases[k]) for k in group["case_key"]})
+        sink.add(
+            f"{len(group)} files share one SOP Instance UID",
+            case=in_cases[0] if len(in_cases) == 1 else None,
+            path=str(group["path"].iloc[0]),
+            expected="one file per SOP Instance UID",
+            actual=f"{len(group)} files in case(s) {', '.join(in_cases)}",
+            files=list(group["path"]),
+        )
+    for column, label in (("study_uid", "Study"), ("series_uid", "Series")):
+        per_case = files[files[column].notna()][["case_key", column]].drop_duplicates()
+        shared = per_case[per_case[column].duplicated(keep=False)]
+        for _, group in shared.groupby(column):
+            ids = sorted(str(cases[k]) for k in group["case_key"])
+            sink.add(
+                f"cases {', '.join(ids)} share one {label} Instance UID",
+                path=str(sorted(group["case_key"])[0]),
+                expected=f"one {label} Instance UID per case",
+                actual=ids,
+            )
+    return len(sop)
