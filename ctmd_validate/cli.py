@@ -62,7 +62,13 @@ def _write_report(report: Report, target: str | None) -> str | None:
 def _run_check(args: argparse.Namespace) -> int:
     with _progress(not args.quiet) as progress:
         report = validate(
-            args.root, args.profile, config=args.config, jobs=args.jobs, progress=progress
+            args.root,
+            args.profile,
+            config=args.config,
+            jobs=args.jobs,
+            progress=progress,
+            policy=args.policy,
+            show_values=args.show_values,
         )
     where = _write_report(report, args.report)
     if args.report != "-":
@@ -133,6 +139,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--report", metavar="FILE", help="write the JSON report here ('-': stdout)")
     p.add_argument("--jobs", type=int, default=None, help="parallel processes (default: all cores)")
     p.add_argument("--config", metavar="FILE", help="severity overrides and waivers (TOML/JSON)")
+    p.add_argument(
+        "--policy",
+        metavar="FILE",
+        help="de-identification policy TOML (default: the dataset's claim)",
+    )
+    p.add_argument(
+        "--show-values",
+        action="store_true",
+        help="show identifying values in findings (never shown otherwise)",
+    )
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_run_check)
 

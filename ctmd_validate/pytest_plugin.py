@@ -20,6 +20,7 @@ from .config import load_config
 from .engine import validate
 from .errors import CtmdError
 from .findings import CheckStatus, Finding, Severity
+from .policy import load_policy
 from .profiles import load_profile
 from .registry import REGISTRY, CheckSpec
 from .report import Report, check_report_target
@@ -46,12 +47,15 @@ class _State:
     config: str | None
     jobs: int | None
     report_path: str | None
+    policy: str | None = None
     _report: Report | None = field(default=None, repr=False)
 
     @property
     def report(self) -> Report:
         if self._report is None:
-            self._report = validate(self.root, self.profile, config=self.config, jobs=self.jobs)
+            self._report = validate(
+                self.root, self.profile, config=self.config, jobs=self.jobs, policy=self.policy
+            )
         return self._report
 
 
@@ -85,6 +89,12 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         help="severity overrides and waivers (TOML/JSON)",
     )
     group.addoption(
+        "--ctmd-policy",
+        metavar="FILE",
+        default=None,
+        help="de-identification policy TOML (default: the dataset's claim)",
+    )
+    group.addoption(
         "--ctmd-jobs",
         metavar="N",
         type=int,
@@ -110,6 +120,7 @@ def pytest_configure(config: pytest.Config) -> None:
     try:
         load_profile(config.getoption("ctmd_profile"))
         load_config(config.getoption("ctmd_config"))
+        load_policy(config.getoption("ctmd_policy"))
         if config.getoption("ctmd_report"):
             check_report_target(config.getoption("ctmd_report"), path)
     except CtmdError as exc:
@@ -120,6 +131,7 @@ def pytest_configure(config: pytest.Config) -> None:
         config=config.getoption("ctmd_config"),
         jobs=config.getoption("ctmd_jobs"),
         report_path=config.getoption("ctmd_report"),
+        policy=config.getoption("ctmd_policy"),
     )
 
 
@@ -174,6 +186,10 @@ class CheckItem(pytest.Item):
         self.case = case
         self.add_marker("ctmd")
 
+    @property
+    def _report(self) -> Report:
+        return self.config.stash[_STATE].report
+
     def _findings(self) -> tuple[CheckStatus, list[Finding]]:
         result = self.config.stash[_STATE].report.result(self.spec.id)
         findings = result.active
@@ -187,7 +203,7 @@ class CheckItem(pytest.Item):
             pytest.skip(f"{self.spec.id}: nothing to examine in this dataset")
         for f in findings:
             if f.severity is Severity.WARNING:
-                self.warn(CtmdWarning(_line(f)))
+                self.warn(CtmdWarning(self._report.scrub(_line(f))))
         errors = [f for f in findings if f.severity is Severity.ERROR]
         if errors:
             raise CheckFailed(errors)
@@ -196,7 +212,8 @@ class CheckItem(pytest.Item):
         if isinstance(excinfo.value, CheckFailed):
             n = len(excinfo.value.findings)
             head = f"{self.spec.id}: {n} error finding(s) — {self.spec.title}"
-            return "\n".join([head, *(f"  {_line(f)}" for f in excinfo.value.findings)])
+            lines = (self._report.scrub(f"  {_line(f)}") for f in excinfo.value.findings)
+            return "\n".join([head, *lines])
         return str(super().repr_failure(excinfo))
 
     def reportinfo(self) -> tuple[Path, int, str]:

@@ -10,10 +10,11 @@ from __future__ import annotations
 import inspect
 import traceback
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from .findings import CheckResult, Finding, Severity
+from .policy import Policy, load_policy
 from .profiles import Profile
 from .scan import ScanResult
 
@@ -24,10 +25,15 @@ Scope = Literal["dataset", "case"]
 
 @dataclass(frozen=True)
 class CheckContext:
-    """What every check may read: the scan tables and the expectation profile."""
+    """What every check may read: the scan tables, the profile and the de-id policy.
+
+    ``show_values``: the user explicitly asked to see identifying values in findings.
+    """
 
     scan: ScanResult
     profile: Profile
+    policy: Policy = field(default_factory=load_policy)
+    show_values: bool = False
 
 
 class Sink:

@@ -5,9 +5,10 @@ from __future__ import annotations
 import datetime as dt
 import json
 import os
+import re
 from collections import defaultdict
 from dataclasses import dataclass
-from functools import cache
+from functools import cache, cached_property
 from pathlib import Path
 from typing import Any
 
@@ -17,13 +18,15 @@ from . import __version__
 from .config import Config
 from .errors import CtmdError
 from .findings import CheckResult, CheckStatus, Finding, Severity
+from .policy import Policy
 from .registry import REGISTRY
 from .resources import schema_file
 from .scan import ScanResult
 
 __all__ = ["REPORT_VERSION", "Report", "check_report_target", "report_schema", "validate_report"]
 
-REPORT_VERSION = "1.0"
+REPORT_VERSION = "1.1"
+REDACTED = "[redacted]"
 
 
 @cache
@@ -54,6 +57,28 @@ class Report:
     scan: ScanResult
     results: list[CheckResult]
     config: Config
+    policy: Policy | None = None
+    #: identifying values found in the data; every rendering masks them
+    redact: frozenset[str] = frozenset()
+
+    @cached_property
+    def _mask(self) -> re.Pattern[str] | None:
+        if not self.redact:
+            return None
+        alternatives = sorted(self.redact, key=len, reverse=True)
+        return re.compile("|".join(re.escape(v) for v in alternatives), re.IGNORECASE)
+
+    def scrub(self, value: Any) -> Any:
+        """``value`` with every identifying value replaced by ``[redacted]``."""
+        if self._mask is None:
+            return value
+        if isinstance(value, str):
+            return self._mask.sub(REDACTED, value)
+        if isinstance(value, list | tuple):
+            return [self.scrub(v) for v in value]
+        if isinstance(value, dict):
+            return {k: self.scrub(v) for k, v in value.items()}
+        return value
 
     @property
     def findings(self) -> list[Finding]:
@@ -94,6 +119,14 @@ class Report:
                 "source": profile.source,
             },
             "config": self.config.source,
+            "policy": None
+            if self.policy is None
+            else {
+                "name": self.policy.name,
+                "source": self.policy.source,
+                "standard_edition": self.policy.standard_edition,
+            },
+            "redacted": bool(self.redact),
             "valid": self.valid,
             "summary": {
                 "error": self.count(Severity.ERROR),
@@ -111,7 +144,7 @@ class Report:
             },
             "scan": {"seconds": round(self.scan.seconds, 3), "jobs": self.scan.jobs},
             "checks": [self._check_json(r) for r in self.results],
-            "findings": [f.to_json() for f in self.findings],
+            "findings": [self.scrub(f.to_json()) for f in self.findings],
         }
         return data
 
@@ -162,7 +195,7 @@ class Report:
             lines.append(f"{items[0].severity.value:<8} {check_id} ({len(items)})")
             for f in items[:per_group]:
                 where = f.path or f.case or "dataset"
-                lines.append(f"           {where}: {f.message}")
+                lines.append(self.scrub(f"           {where}: {f.message}"))
             if len(items) > per_group:
                 lines.append(f"           … and {len(items) - per_group} more")
         statuses = [r.status for r in self.results]

@@ -116,11 +116,9 @@ def _template(case: ManifestCase, sex: str, age: int, seed: int) -> Dataset:
     ds.Modality = "CT"
     ds.Manufacturer = "SIEMENS"
     ds.ReferringPhysicianName = ""
-    ds.StudyDescription = "Chest"
-    ds.SeriesDescription = "ThorRoutine  2.0  D40s"
     ds.ManufacturerModelName = "SOMATOM Scope"
     ds.PatientName = ""
-    ds.PatientID = ""
+    ds.PatientID = case.case_id  # the pseudonym: the case id
     ds.PatientBirthDate = ""
     ds.PatientSex = sex
     ds.PatientAge = f"{age:03d}Y"
@@ -813,3 +811,130 @@ def _instance_number_gap(root: Path) -> None:
 def _gantry_tilt(root: Path) -> None:
     for f in _slices(_first_case(root, "normal")):
         _edit(f, _set(GantryDetectorTilt=5))
+
+
+# --------------------------------------------------------------------------- de-identification
+
+
+def _all(case: Path, change: Callable[[Dataset], None]) -> None:
+    for f in _slices(case):
+        _edit(f, change)
+
+
+@_defect(
+    "deid-patient-name",
+    "put a patient name into every slice of the COVID-19 case",
+    {"deid.attribute.present"},
+)
+def _deid_patient_name(root: Path) -> None:
+    _all(_first_case(root), _set(PatientName="Zyxwvut^Qwerty"))
+
+
+@_defect(
+    "deid-birth-date",
+    "put a birth date into every slice of the CAP case",
+    {"deid.attribute.present"},
+)
+def _deid_birth_date(root: Path) -> None:
+    _all(_first_case(root, "cap"), _set(PatientBirthDate="19630412"))
+
+
+@_defect(
+    "deid-institution",
+    "put an institution name into one slice of the Normal case",
+    {"deid.attribute.present"},
+)
+def _deid_institution(root: Path) -> None:
+    _edit(_slices(_first_case(root, "normal"))[0], _set(InstitutionName="Secret Hospital"))
+
+
+@_defect(
+    "deid-private-block",
+    "add a private block (creator 'ACME 1.0') to one slice",
+    {"deid.private_tags"},
+)
+def _deid_private_block(root: Path) -> None:
+    def change(ds: Dataset) -> None:
+        block = ds.private_block(0x0029, "ACME 1.0", create=True)
+        block.add_new(0x01, "LO", "site note")
+
+    _edit(_slices(_first_case(root))[1], change)
+
+
+@_defect(
+    "deid-nested-uid",
+    "record a Device Serial Number and nest a UID that embeds it in a sequence item",
+    {"deid.uid.not_remapped", "deid.attribute.present"},
+)
+def _deid_nested_uid(root: Path) -> None:
+    def change(ds: Dataset) -> None:
+        ds.DeviceSerialNumber = "93005"
+        item = Dataset()
+        item.ReferencedSOPClassUID = CTImageStorage
+        item.ReferencedSOPInstanceUID = "1.3.12.2.1107.5.1.4.93005.3000002003050728310"
+        ds.ReferencedImageSequence = Sequence([item])
+
+    _edit(_slices(_first_case(root, "cap"))[2], change)
+
+
+@_defect(
+    "deid-sex-missing",
+    "delete Patient's Sex from one slice",
+    {"deid.kept_attribute.missing", "dicom.required_attribute"},
+)
+def _deid_sex_missing(root: Path) -> None:
+    _edit(_slices(_first_case(root, "normal"))[4], _delete("PatientSex"))
+
+
+@_defect(
+    "deid-age-malformed",
+    "write Patient's Age as '39' (not AS form) in the CAP case",
+    {"deid.kept_attribute.missing"},
+)
+def _deid_age_malformed(root: Path) -> None:
+    def change(ds: Dataset) -> None:
+        with warnings.catch_warnings():  # pydicom rightly warns: this value is the defect
+            warnings.simplefilter("ignore", UserWarning)
+            ds.PatientAge = "39"
+
+    _all(_first_case(root, "cap"), change)
+
+
+@_defect(
+    "deid-identity-flag",
+    "delete Patient Identity Removed from the Normal case",
+    {"deid.patient_identity_removed"},
+)
+def _deid_identity_flag(root: Path) -> None:
+    _all(_first_case(root, "normal"), _delete("PatientIdentityRemoved"))
+
+
+@_defect(
+    "deid-patient-id",
+    "set a hospital-style Patient ID in the CAP case",
+    {"deid.patient_id", "deid.attribute.present"},
+)
+def _deid_patient_id(root: Path) -> None:
+    _all(_first_case(root, "cap"), _set(PatientID="MRN77001234"))
+
+
+@_defect(
+    "deid-filename",
+    "name the COVID-19 case's files after a Patient ID they carry",
+    {"deid.filename", "deid.patient_id", "deid.attribute.present"},
+)
+def _deid_filename(root: Path) -> None:
+    for i, f in enumerate(_slices(_first_case(root)), start=1):
+        _edit(f, _set(PatientID="98Z14734-QWRT"))
+        f.rename(f.with_name(f"98Z14734-QWRT_{i}.dcm"))
+
+
+@_defect(
+    "demographics-inconsistent",
+    "flip Patient's Sex on one slice of the COVID-19 case",
+    {"demographics.inconsistent"},
+)
+def _demographics_inconsistent(root: Path) -> None:
+    path = _slices(_first_case(root))[6]
+    ds = pydicom.dcmread(path, stop_before_pixels=True)
+    _edit(path, _set(PatientSex="F" if ds.PatientSex == "M" else "M"))

@@ -2,6 +2,6 @@
 
 from __future__ import annotations
 
-from . import conformance, counts, dicom, geometry, structure
+from . import conformance, counts, deid, dicom, geometry, structure
 
-__all__ = ["conformance", "counts", "dicom", "geometry", "structure"]
+__all__ = ["conformance", "counts", "deid", "dicom", "geometry", "structure"]
