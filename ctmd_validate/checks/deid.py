@@ -220,7 +220,8 @@ def patient_identity_removed(ctx: CheckContext, sink: Sink) -> int:
     files = ctx.scan.files
     files = files[files["status"] == "ok"]
     removed = top[top["tag"] == 0x00120062].drop_duplicates("file_idx").set_index("file_idx")
-    yes = files["file_idx"].map(removed["value"]).fillna("").astype(str).str.strip() == "YES"
+    flag = files["file_idx"].map(removed["value"].astype(object))
+    yes = flag.map(lambda v: isinstance(v, str) and v.strip() == "YES")
     method = top[((top["tag"] == 0x00120063) & (top["length"] > 0)) | (top["tag"] == 0x00120064)]
     has_method = files["file_idx"].isin(method["file_idx"])
     ids = ctx.scan.cases.set_index("case_key")["case_id"]
