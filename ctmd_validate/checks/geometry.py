@@ -192,17 +192,22 @@ def slice_location_missing(ctx: CheckContext, sink: Sink) -> int:
     examined = 0
     for stack in _stacks(ctx, 1):
         examined += 1
-        bad = stack.files[stack.files["slice_location"].isna()]
-        if len(bad):
-            sink.add(
-                f"{len(bad)} of {len(stack.files)} slices have no Slice Location",
-                case=stack.case_id,
-                path=stack.case_key,
-                expected="a Slice Location on every slice",
-                actual=f"missing on {len(bad)} slices",
-                files=_files(bad),
-            )
+        _missing_values(stack, sink, "slice_location", "Slice Location")
     return examined
+
+
+def _missing_values(stack: Stack, sink: Sink, column: str, label: str) -> None:
+    """One finding naming the slices of ``stack`` that have no ``column``."""
+    bad = stack.files[stack.files[column].isna()]
+    if len(bad):
+        sink.add(
+            f"{len(bad)} of {len(stack.files)} slices have no {label}",
+            case=stack.case_id,
+            path=stack.case_key,
+            expected=f"a {label} on every slice",
+            actual=f"missing on {len(bad)} slices",
+            files=_files(bad),
+        )
 
 
 @check("geometry.slice_location.duplicate", Severity.ERROR, scope="case")
@@ -432,16 +437,7 @@ def instance_number(ctx: CheckContext, sink: Sink) -> int:
         examined += 1
         files = stack.files
         numbers = files["instance_number"]
-        if numbers.isna().any():
-            bad = files[numbers.isna()]
-            sink.add(
-                f"{len(bad)} slices have no Instance Number",
-                case=stack.case_id,
-                path=stack.case_key,
-                expected="an Instance Number on every slice",
-                actual=f"missing on {len(bad)} slices",
-                files=_files(bad),
-            )
+        _missing_values(stack, sink, "instance_number", "Instance Number")
         present = numbers.dropna()
         dup = files[numbers.duplicated(keep=False) & numbers.notna()]
         if len(dup):
