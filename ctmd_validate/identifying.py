@@ -29,10 +29,14 @@ def identifying_elements(scan: ScanResult, policy: Policy) -> pd.DataFrame:
     }
     # The case ids are the dataset's public pseudonyms (e.g. Patient ID = "P001"), not secrets.
     public = {str(c).casefold() for c in scan.cases["case_id"]}
-    keep = [
-        (v, r) not in dummy and str(v).strip().casefold() not in public
-        for v, r in zip(top["value"], top["vr"], strict=True)
-    ]
+    keep = pd.Series(
+        [
+            (v, r) not in dummy and str(v).strip().casefold() not in public
+            for v, r in zip(top["value"], top["vr"], strict=True)
+        ],
+        index=top.index,
+        dtype=bool,
+    )
     return top[keep]
 
 

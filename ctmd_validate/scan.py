@@ -319,7 +319,7 @@ def _read_chunk(items: list[tuple[int, str]]) -> _Chunk:
         row, elements = read_header(path)
         row["file_idx"] = idx
         rows.append(row)
-        if elements:
+        if elements and row["status"] == "ok":  # an unreadable file contributes no elements
             columns["file_idx"].extend([idx] * len(elements))
             for name, values in zip(ELEMENT_COLUMNS[1:], zip(*elements, strict=True), strict=True):
                 columns[name].extend(values)

@@ -114,6 +114,52 @@ def slice_path(root: Path, key: str, i: int) -> Path:
     return root / case_rel(key) / f"IM{i:04d}.dcm"
 
 
+def full(f: Finding) -> tuple:
+    """Everything a finding says, as one comparable tuple."""
+    return (f.check_id, f.severity, f.case, f.path, f.message, f.expected, f.actual, f.files)
+
+
+def hole(root: Path, key: str, i: int) -> list[tuple]:
+    """What slice ``i`` of case ``key`` missing from the readable stack must add (as ``full``).
+
+    IM0001 is the cranial end and the stack runs in 2 mm steps, so an interior slice leaves
+    a gap of two steps between its neighbours (one missing slice) and a hole in the
+    Instance Numbers. The neighbours' positions are read from the files themselves.
+    """
+    n = MINI_SLICES[key]
+    assert 1 < i < n, "an end slice leaves no gap"
+    z = {
+        j: float(pydicom.dcmread(slice_path(root, key, j), stop_before_pixels=True)[0x00200032][2])
+        for j in (i - 1, i + 1)
+    }
+    lo, hi = z[i + 1], z[i - 1]  # the stack is ordered caudal (low z) to cranial
+    spacing = synth.SLICE_MM
+    return [
+        (
+            "geometry.instance_number",
+            Severity.ERROR,
+            CASE_ID[key],
+            case_rel(key),
+            f"Instance Numbers 1..{n} skip 1 number(s)",
+            "contiguous Instance Numbers",
+            {"missing": [i], "count": 1},
+            (),
+        ),
+        (
+            "geometry.spacing.missing_slice",
+            Severity.ERROR,
+            CASE_ID[key],
+            case_rel(key),
+            f"1 slice(s) missing between positions {lo:.4g} and {hi:.4g} "
+            f"(gap {hi - lo:.4g} mm, spacing {spacing:.4g} mm)",
+            {"spacing_mm": spacing},
+            # slices i+1 .. n lie below the gap
+            {"missing": 1, "between_mm": [lo, hi], "after_slice": n - i},
+            (f"{case_rel(key)}/IM{i - 1:04d}.dcm", f"{case_rel(key)}/IM{i + 1:04d}.dcm"),
+        ),
+    ]
+
+
 # --------------------------------------------------------------------------- stray files
 
 
@@ -268,10 +314,41 @@ def test_case_in_wrong_class_folder_by_name(tree: Path, mini_report: Report) -> 
         "case folder 'normal999' does not match the COVID-19 pattern; "
         "the name is a Normal case id: wrong class folder?"
     )
-    # the COVID-19 case it was is now absent (info under subset); nothing else changes
+    # the COVID-19 case it was is now absent (info under subset)
     missing = only([f for f in new if f.check_id == "structure.case_dir.missing"])
     assert (missing.severity, missing.expected, missing.actual) == (Severity.INFO, 169, 0)
-    assert {f.check_id for f in new} == {"structure.case_dir.name", "structure.case_dir.missing"}
+    # the files still carry the case's pseudonym, Patient ID = P017, which is not the id of
+    # the folder they are in: no longer the dataset's pseudonym, possibly an identifier
+    n = MINI_SLICES["covid"]
+    where = "COVID-19 subjects/normal999"
+    assert sorted(full(f) for f in new if f.check_id.startswith("deid.")) == [
+        (
+            "deid.attribute.present",
+            Severity.ERROR,
+            "normal999",
+            where,
+            f"PatientID (0010,0020) (action Z/D) holds a non-dummy value in {n} of {n} files",
+            "empty or a dummy (action Z/D)",
+            {"files": n, "vr": "LO", "value_length": len(COVID), "depths": [0]},
+            (),
+        ),
+        (
+            "deid.patient_id",
+            Severity.WARNING,
+            "normal999",
+            where,
+            f"Patient ID differs from the case id in {n} files",
+            "empty or normal999",
+            {"files": n, "distinct_values": 1},
+            (),
+        ),
+    ]
+    assert {f.check_id for f in new} == {
+        "structure.case_dir.name",
+        "structure.case_dir.missing",
+        "deid.attribute.present",
+        "deid.patient_id",
+    }
     assert not report.valid
 
 
@@ -288,6 +365,51 @@ def test_case_name_without_any_class_pattern(tree: Path, mini_report: Report) ->
     assert f.message == "case folder 'cap46' does not match the CAP pattern"
 
 
+def uid_duplicates(findings: list[Finding]) -> list[tuple]:
+    """The dicom.uid.duplicate findings as comparable tuples."""
+    return sorted(
+        (
+            (f.severity, f.case, f.path, f.message, f.expected, f.actual, f.files)
+            for f in findings
+            if f.check_id == "dicom.uid.duplicate"
+        ),
+        key=repr,
+    )
+
+
+def copied_uids(case: str | None, original: str, copy: str, copy_id: str = COVID) -> list[tuple]:
+    """What dicom.uid.duplicate must say about a verbatim copy of the COVID-19 case."""
+    ids = sorted([COVID, copy_id])
+    in_cases = ", ".join(sorted(set(ids)))
+    out = []
+    for i in range(1, MINI_SLICES["covid"] + 1):
+        pair = tuple(sorted([f"{original}/IM{i:04d}.dcm", f"{copy}/IM{i:04d}.dcm"]))
+        out.append(
+            (
+                Severity.ERROR,
+                case,
+                pair[0],
+                "2 files share one SOP Instance UID",
+                "one file per SOP Instance UID",
+                f"2 files in case(s) {in_cases}",
+                pair,
+            )
+        )
+    for label in ("Study", "Series"):
+        out.append(
+            (
+                Severity.ERROR,
+                None,
+                min(original, copy),
+                f"cases {', '.join(ids)} share one {label} Instance UID",
+                f"one {label} Instance UID per case",
+                ids,
+                (),
+            )
+        )
+    return sorted(out, key=repr)
+
+
 def test_case_duplicated_across_class_folders(tree: Path, mini_report: Report) -> None:
     shutil.copytree(tree / case_rel("covid"), tree / "Normal subjects" / COVID)
     report, new = run(tree, mini_report)
@@ -301,10 +423,14 @@ def test_case_duplicated_across_class_folders(tree: Path, mini_report: Report) -
     assert name.message.endswith("the name is a COVID-19 case id: wrong class folder?")
     count = only([f for f in new if f.check_id == "counts.class"])
     assert (count.severity, count.expected, count.actual) == (Severity.INFO, 76, 2)
+    # the copy carries the same UIDs: every slice's SOP Instance UID twice, and both
+    # folders share one study and one series (both folders are named P017: one case id)
+    assert uid_duplicates(new) == copied_uids(COVID, case_rel("covid"), f"Normal subjects/{COVID}")
     assert {f.check_id for f in new} == {
         "structure.case_dir.duplicate",
         "structure.case_dir.name",
         "counts.class",
+        "dicom.uid.duplicate",
     }
     assert not report.valid
 
@@ -314,10 +440,13 @@ def test_case_duplicated_in_other_letter_case(tree: Path, mini_report: Report) -
     _, new = run(tree, mini_report)
     dup = only([f for f in new if f.check_id == "structure.case_dir.duplicate"])
     assert dup.actual == sorted([case_rel("covid"), f"COVID-19 subjects/{COVID.lower()}"])
+    copy = f"COVID-19 subjects/{COVID.lower()}"
+    assert uid_duplicates(new) == copied_uids(None, case_rel("covid"), copy, COVID.lower())
     assert {f.check_id for f in new} == {
         "structure.case_dir.duplicate",
         "structure.case_dir.name",
         "counts.class",
+        "dicom.uid.duplicate",
     }
 
 
@@ -343,7 +472,9 @@ def test_case_dir_empty(tree: Path, mini_report: Report) -> None:
 def test_case_slices_one_removed(tree: Path, mini_report: Report) -> None:
     slice_path(tree, "covid", 3).unlink()
     report, new = run(tree, mini_report)
-    f = only(new)
+    # an interior slice: the stack and the Instance Numbers have a hole too
+    f = only([f for f in new if f.check_id == "counts.case_slices"])
+    assert sorted(full(g) for g in new if g is not f) == hole(tree, "covid", 3)
     n = MINI_SLICES["covid"]
     assert (f.check_id, f.severity, f.case, f.path, f.expected, f.actual) == (
         "counts.case_slices",
@@ -358,9 +489,10 @@ def test_case_slices_one_removed(tree: Path, mini_report: Report) -> None:
 
 
 def test_case_slices_one_added_copy(tree: Path, mini_report: Report) -> None:
-    shutil.copy(slice_path(tree, "cap", 2), tree / case_rel("cap") / "IM0002 (copy).dcm")
+    copy = f"{case_rel('cap')}/IM0002 (copy).dcm"
+    shutil.copy(slice_path(tree, "cap", 2), tree / copy)
     _, new = run(tree, mini_report)
-    f = only(new)
+    f = only([f for f in new if f.check_id == "counts.case_slices"])
     n = MINI_SLICES["cap"]
     assert (f.check_id, f.severity, f.case, f.path, f.expected, f.actual) == (
         "counts.case_slices",
@@ -371,6 +503,51 @@ def test_case_slices_one_added_copy(tree: Path, mini_report: Report) -> None:
         n + 1,
     )
     assert f.message.endswith("(+1)")
+    # a verbatim copy repeats the slice's UID, Instance Number, Slice Location and position
+    both = (copy, f"{case_rel('cap')}/IM0002.dcm")
+    z = float(pydicom.dcmread(slice_path(tree, "cap", 2), stop_before_pixels=True).SliceLocation)
+    assert sorted(full(g) for g in new if g is not f) == [
+        (
+            "dicom.uid.duplicate",
+            Severity.ERROR,
+            CAP,
+            copy,
+            "2 files share one SOP Instance UID",
+            "one file per SOP Instance UID",
+            f"2 files in case(s) {CAP}",
+            both,
+        ),
+        (
+            "geometry.instance_number",
+            Severity.ERROR,
+            CAP,
+            case_rel("cap"),
+            "1 Instance Numbers are used more than once",
+            "unique Instance Numbers",
+            [2],
+            both,
+        ),
+        (
+            "geometry.slice_location.duplicate",
+            Severity.ERROR,
+            CAP,
+            case_rel("cap"),
+            f"2 slices share Slice Location {z:g}",
+            "a distinct Slice Location per slice",
+            {"slice_location": z, "slices": 2},
+            both,
+        ),
+        (
+            "geometry.spacing.irregular",
+            Severity.ERROR,
+            CAP,
+            case_rel("cap"),
+            f"gap of 0 mm between positions {z:.4g} and {z:.4g} (spacing 2 mm)",
+            synth.SLICE_MM,
+            0.0,
+            both,
+        ),
+    ]
 
 
 # --------------------------------------------------------------------------- file extension
@@ -440,7 +617,7 @@ def test_unreadable(tree: Path, mini_report: Report, damage) -> None:
     target = slice_path(tree, "normal", 3)
     error = damage(target)
     report, new = run(tree, mini_report)
-    f = only(new)  # the slice still counts: no counts.case_slices finding
+    f = only([f for f in new if f.check_id == "dicom.unreadable"])
     assert (f.check_id, f.severity, f.case, f.path) == (
         "dicom.unreadable",
         Severity.ERROR,
@@ -451,6 +628,10 @@ def test_unreadable(tree: Path, mini_report: Report, damage) -> None:
     assert f.message == f"unreadable DICOM file: {error}"
     assert not report.valid
     assert report.result("dicom.unreadable").status is CheckStatus.FAILED
+    # the slice still counts (no counts.case_slices finding), but the readable stack of the
+    # 4-slice case (IM0001, IM0002, IM0004) has a hole where it was: one missing slice
+    # between IM0002 and IM0004, and Instance Number 3 is skipped
+    assert sorted(full(g) for g in new if g is not f) == hole(tree, "normal", 3)
 
 
 def test_unreadable_header_garbage(tree: Path, mini_report: Report) -> None:
@@ -503,7 +684,8 @@ def test_permission_denied(
         _, new = run(tree, mini_report)
     finally:
         target.chmod(0o644)
-    f = only(new)
+    f = only([f for f in new if f.check_id == "dicom.unreadable"])
+    assert sorted(full(g) for g in new if g is not f) == hole(tree, "cap", 2)
     assert (f.check_id, f.case, f.path) == (
         "dicom.unreadable",
         CAP,
@@ -596,9 +778,14 @@ def test_non_dcm_truncated_dicom_is_unreadable_and_misnamed(tree: Path, mini_rep
 
 
 def _damaged(tree: Path) -> Path:
-    """One warning (a .DS_Store in the COVID case) and one error (an empty Normal slice)."""
+    """One warning (a .DS_Store in the COVID case) and one error (an empty Normal slice).
+
+    The empty slice is the last of the stack (IM0004, the caudal end): an interior one would
+    also leave a hole in the readable stack, with geometry findings of its own (see
+    test_unreadable); these tests are about the config and want exactly one error.
+    """
     (tree / case_rel("covid") / ".DS_Store").write_bytes(b"\x00\x00\x00\x01Bud1")
-    slice_path(tree, "normal", 3).write_bytes(b"")
+    slice_path(tree, "normal", MINI_SLICES["normal"]).write_bytes(b"")
     return tree
 
 
@@ -653,7 +840,7 @@ def test_severity_ignore(tree: Path, mini_report: Report, tmp_path: Path) -> Non
 def test_waiver_with_path_glob(tree: Path, mini_report: Report, tmp_path: Path, fmt: str):
     waiver = {
         "id": "dicom.unreadable",
-        "path": "Normal subjects/*/IM0003.dcm",
+        "path": "Normal subjects/*/IM0004.dcm",
         "reason": "known bad slice, re-download pending",
     }
     cfg = tmp_path / f"ctmd.{fmt}"
@@ -674,16 +861,16 @@ def test_waiver_with_path_glob(tree: Path, mini_report: Report, tmp_path: Path, 
     assert data["summary"]["waived"] == 1
     assert data["summary"]["error"] == 0
     waived = [f for f in data["findings"] if "waived" in f]
-    assert [f["path"] for f in waived] == [f"{case_rel('normal')}/IM0003.dcm"]
+    assert [f["path"] for f in waived] == [f"{case_rel('normal')}/IM0004.dcm"]
 
 
 @pytest.mark.parametrize(
     "waiver",
     [
-        {"path": "Normal subjects/*/IM0004.dcm"},  # other file
-        {"path": "normal subjects/*/IM0003.dcm"},  # globs are case-sensitive
+        {"path": "Normal subjects/*/IM0003.dcm"},  # other file
+        {"path": "normal subjects/*/IM0004.dcm"},  # globs are case-sensitive
         {"case": CAP},  # other case
-        {"path": "*/IM0003.dcm", "case": CAP},  # both must match
+        {"path": "*/IM0004.dcm", "case": CAP},  # both must match
     ],
 )
 def test_waiver_that_does_not_match(tree: Path, mini_report: Report, waiver: dict) -> None:

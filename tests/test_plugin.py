@@ -98,8 +98,22 @@ def test_defects_fail_the_right_items_and_report_is_written(pytester, make_tree)
     expected = validate(tree, "subset", jobs=1)
     outcomes = expected_outcomes(expected)
     errors = [f for f in expected.active if f.severity is Severity.ERROR]
-    assert {f.check_id for f in errors} == {"counts.case_slices", "dicom.unreadable"}
-    assert len(outcomes["failed"]) == 2
+    # the deleted interior slice also leaves a hole in the stack and in the Instance
+    # Numbers; the truncated slice is the last of its stack: no hole there
+    case_of = expected.scan.cases.set_index("class_key")["case_id"]
+    covid, cap = case_of["covid"], case_of["cap"]
+    assert sorted((f.check_id, f.case) for f in errors) == [
+        ("counts.case_slices", covid),
+        ("dicom.unreadable", cap),
+        ("geometry.instance_number", covid),
+        ("geometry.spacing.missing_slice", covid),
+    ]
+    assert outcomes["failed"] == {
+        f"counts.case_slices[{covid}]",
+        f"dicom.unreadable[{cap}]",
+        f"geometry.instance_number[{covid}]",
+        f"geometry.spacing.missing_slice[{covid}]",
+    }
 
     report_file = pytester.path / "out" / "ctmd-report.json"
     report_file.parent.mkdir()
@@ -124,7 +138,14 @@ def test_defects_fail_the_right_items_and_report_is_written(pytester, make_tree)
     for name in outcomes["failed"]:
         result.stdout.fnmatch_lines([f"*ctmd::{glob_escape(name)} FAILED*"])
         result.stdout.fnmatch_lines([f"FAILED *ctmd::{glob_escape(name)}*"])  # short summary
-    result.stdout.fnmatch_lines(["*counts.case_slices?*? FAILED*", "*dicom.unreadable?*? FAILED*"])
+    result.stdout.fnmatch_lines(
+        [
+            "*counts.case_slices?*? FAILED*",
+            "*dicom.unreadable?*? FAILED*",
+            "*geometry.instance_number?*? FAILED*",
+            "*geometry.spacing.missing_slice?*? FAILED*",
+        ]
+    )
     text = result.stdout.str()
     for f in errors:
         assert f.path, f

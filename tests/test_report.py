@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import fnmatch
 import json
 from collections import Counter
 from pathlib import Path
@@ -152,6 +153,19 @@ WAIVER_CONFIG = """
 id = "counts.case_slices"
 reason = "slice removed on purpose"
 
+# the removed slice leaves a hole in the stack: one missing slice between its neighbours
+# (matched through the finding's files: its path is the case folder) and a skipped
+# Instance Number (matched through its path)
+[[waive]]
+id = "geometry.spacing.missing_slice"
+path = "COVID-19 subjects/*/IM*.dcm"
+reason = "slice removed on purpose"
+
+[[waive]]
+id = "geometry.instance_number"
+path = "COVID-19 subjects/*"
+reason = "slice removed on purpose"
+
 [[waive]]
 id = "structure.stray_file"
 path = "*/.DS_Store"
@@ -166,6 +180,11 @@ def test_waived_findings_are_excluded_from_counts(make_tree, tmp_path, capsys):
 
     plain = as_json(validate(tree, "subset", jobs=1))
     assert plain["valid"] is False
+    assert {f["id"] for f in plain["findings"] if f["severity"] == "error"} == {
+        "counts.case_slices",
+        "geometry.spacing.missing_slice",
+        "geometry.instance_number",
+    }
     report = validate(tree, "subset", config=config, jobs=1)
     data = as_json(report)
     assert_consistent(data)
@@ -177,9 +196,23 @@ def test_waived_findings_are_excluded_from_counts(make_tree, tmp_path, capsys):
     reasons = {f["id"]: f["waived"] for f in waived}
     assert reasons == {
         "counts.case_slices": "slice removed on purpose",
+        "geometry.spacing.missing_slice": "slice removed on purpose",
+        "geometry.instance_number": "slice removed on purpose",
         "structure.stray_file": "macOS metadata, harmless",
         "structure.class_dir.alias": "ignored by config",
     }
+    assert sorted(f["id"] for f in waived) == [
+        "counts.case_slices",
+        "geometry.instance_number",
+        "geometry.spacing.missing_slice",
+        "structure.class_dir.alias",
+        "structure.stray_file",
+    ]
+    # the missing-slice waiver matched the two slices either side of the gap, not the path
+    (gap,) = [f for f in waived if f["id"] == "geometry.spacing.missing_slice"]
+    assert not fnmatch.fnmatchcase(gap["path"], "COVID-19 subjects/*/IM*.dcm")
+    assert len(gap["files"]) == 2
+    assert all(fnmatch.fnmatchcase(p, "COVID-19 subjects/*/IM*.dcm") for p in gap["files"])
     assert data["summary"]["waived"] == len(waived)
     # the same findings as without the config, only marked
     assert len(data["findings"]) == len(plain["findings"])
@@ -192,8 +225,13 @@ def test_waived_findings_are_excluded_from_counts(make_tree, tmp_path, capsys):
     assert all("waived" in f for f in stray if f["path"].endswith(".DS_Store"))
 
     checks_by_id = {c["id"]: c for c in data["checks"]}
-    assert checks_by_id["counts.case_slices"]["status"] == "passed"
-    assert checks_by_id["counts.case_slices"]["findings"] == 0
+    for check_id in (
+        "counts.case_slices",
+        "geometry.spacing.missing_slice",
+        "geometry.instance_number",
+    ):
+        assert checks_by_id[check_id]["status"] == "passed", check_id
+        assert checks_by_id[check_id]["findings"] == 0, check_id
 
     rc, out, _err = _run(capsys, "check", tree, "--profile", "subset", "--config", config)
     assert rc == 0

@@ -221,7 +221,7 @@ def patient_identity_removed(ctx: CheckContext, sink: Sink) -> int:
     files = files[files["status"] == "ok"]
     removed = top[top["tag"] == 0x00120062].drop_duplicates("file_idx").set_index("file_idx")
     flag = files["file_idx"].map(removed["value"].astype(object))
-    yes = flag.map(lambda v: isinstance(v, str) and v.strip() == "YES")
+    yes = flag.map(lambda v: isinstance(v, str) and v.strip() == "YES").astype(bool)
     method = top[((top["tag"] == 0x00120063) & (top["length"] > 0)) | (top["tag"] == 0x00120064)]
     has_method = files["file_idx"].isin(method["file_idx"])
     ids = ctx.scan.cases.set_index("case_key")["case_id"]
@@ -317,7 +317,7 @@ def uid_not_remapped(ctx: CheckContext, sink: Sink) -> int:
     el = ctx.scan.elements
     ui = el[(el["vr"] == "UI") & el["value"].notna()]
     ui = ui[~ui["value"].astype(str).str.startswith("1.2.840.10008.") & (ui["value"] != "")]
-    ui = ui[ui["tag"].map(lambda t: policy.action(int(t)) in {"U", "X/Z/U*"})]
+    ui = ui[ui["tag"].map(lambda t: policy.action(int(t)) in {"U", "X/Z/U*"}).astype(bool)]
     top = el[el["depth"] == 0]
     serial = top[top["tag"] == 0x00181000].drop_duplicates("file_idx").set_index("file_idx")
     dates = top[top["vr"] == "DA"].dropna(subset=["value"])
