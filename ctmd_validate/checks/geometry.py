@@ -166,9 +166,10 @@ def shape_inconsistent(ctx: CheckContext, sink: Sink) -> int:
             values = stack.files[columns].dropna()
             if values.empty:
                 continue
-            keys = values.round(6).apply(tuple, axis=1)
-            if keys.nunique() <= 1:
+            rounded = values.round(6)
+            if len(rounded.drop_duplicates()) <= 1:  # the common case, without row tuples
                 continue
+            keys = rounded.apply(tuple, axis=1)
             common = keys.mode().iloc[0]
             odd = stack.files.loc[keys[keys != common].index]
             sink.add(
