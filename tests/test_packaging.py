@@ -46,7 +46,8 @@ def test_installed_package_ships_schemas(tmp_path: Path) -> None:
         "import json, ctmd_validate.resources as r; d = r.schema_dir();"
         "print(json.dumps([str(d), (d / 'report.schema.json').is_file(),"
         " (d / 'profiles' / 'release.toml').is_file(),"
-        " (d / 'release-case-manifest.csv').is_file()]))"
+        " (d / 'release-case-manifest.csv').is_file(),"
+        " (d / 'deid' / 'ctmd-default.toml').is_file()]))"
     )
     proc = subprocess.run(
         [sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, check=False
