@@ -376,6 +376,15 @@ def _gaps(stack: Stack, abs_tol: float, rel_tol: float) -> tuple[float, list[_Ga
     return nominal, odd
 
 
+def _spaced_stacks(ctx: CheckContext) -> Iterator[tuple[Stack, float, list[_Gap]]]:
+    """Stacks of 3+ slices with a positive spacing, with their odd gaps."""
+    geo = ctx.profile.geometry
+    for stack in _stacks(ctx, 3):
+        nominal, gaps = _gaps(stack, geo.spacing_abs_tol_mm, geo.spacing_rel_tol)
+        if nominal > 0:
+            yield stack, nominal, gaps
+
+
 @check("geometry.spacing.irregular", Severity.ERROR, scope="case")
 def spacing_irregular(ctx: CheckContext, sink: Sink) -> int:
     """Neighbouring slices are not evenly spaced (beyond 0.2 mm and 1 % of the spacing).
@@ -385,12 +394,8 @@ def spacing_irregular(ctx: CheckContext, sink: Sink) -> int:
     is a whole multiple of the spacing is reported as missing slices instead. Fix: look for
     a duplicated, shifted or foreign slice among the listed files.
     """
-    geo = ctx.profile.geometry
     examined = 0
-    for stack in _stacks(ctx, 3):
-        nominal, gaps = _gaps(stack, geo.spacing_abs_tol_mm, geo.spacing_rel_tol)
-        if nominal <= 0:
-            continue
+    for stack, nominal, gaps in _spaced_stacks(ctx):
         examined += 1
         for gap in (g for g in gaps if g.missing == 0):
             pair = stack.ordered.iloc[gap.index : gap.index + 2]
@@ -413,12 +418,8 @@ def spacing_missing_slice(ctx: CheckContext, sink: Sink) -> int:
     Each missing slice shifts the labels of every slice beyond it. Fix: re-download the
     case; the finding says how many slices are missing and between which positions.
     """
-    geo = ctx.profile.geometry
     examined = 0
-    for stack in _stacks(ctx, 3):
-        nominal, gaps = _gaps(stack, geo.spacing_abs_tol_mm, geo.spacing_rel_tol)
-        if nominal <= 0:
-            continue
+    for stack, nominal, gaps in _spaced_stacks(ctx):
         examined += 1
         for gap in (g for g in gaps if g.missing > 0):
             pair = stack.ordered.iloc[gap.index : gap.index + 2]
