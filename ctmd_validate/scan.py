@@ -16,6 +16,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -117,6 +118,21 @@ class ScanResult:
     entries: pd.DataFrame
     seconds: float = 0.0
     jobs: int = 1
+
+    @cached_property
+    def readable(self) -> pd.DataFrame:
+        """The files whose header and Pixel Data framing are intact."""
+        return self.files[self.files["status"] == "ok"]
+
+    @cached_property
+    def case_ids(self) -> pd.Series:
+        """Case id (folder name) by case key (folder path)."""
+        return self.cases.set_index("case_key")["case_id"]
+
+    @cached_property
+    def readable_per_case(self) -> dict[str, int]:
+        """Number of readable files by case key."""
+        return {str(k): int(v) for k, v in self.readable.groupby("case_key").size().items()}
 
 
 # --------------------------------------------------------------------------- headers

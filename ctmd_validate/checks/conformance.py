@@ -20,15 +20,6 @@ from ..tags import keyword_path, tag_of, tag_text
 _UID = re.compile(r"^(0|[1-9][0-9]*)(\.(0|[1-9][0-9]*))*$")
 
 
-def _case_ids(ctx: CheckContext) -> pd.Series:
-    return ctx.scan.cases.set_index("case_key")["case_id"]
-
-
-def _readable(ctx: CheckContext) -> pd.DataFrame:
-    files = ctx.scan.files
-    return files[files["status"] == "ok"]
-
-
 def _presence(ctx: CheckContext, keywords: Iterable[str]) -> pd.DataFrame:
     """Per readable file and top-level tag: present?, empty? (one row per file and tag)."""
     tags = {tag_of(k): k for k in keywords}
@@ -46,7 +37,7 @@ def _missing(
 ) -> dict[tuple[str, str, str], list[str]]:
     """``(case_key, keyword, 'absent'|'empty') -> [paths]`` over the readable files."""
     keywords = list(keywords)
-    files = _readable(ctx)
+    files = ctx.scan.readable
     present = _presence(ctx, keywords)
     by_tag = {tag: group for tag, group in present.groupby("tag")}
     out: dict[tuple[str, str, str], list[str]] = {}
@@ -63,10 +54,6 @@ def _missing(
     return out
 
 
-def _case_total(files: pd.DataFrame) -> dict[str, int]:
-    return files.groupby("case_key").size().to_dict()
-
-
 @check("dicom.file_meta", Severity.ERROR, scope="case")
 def file_meta(ctx: CheckContext, sink: Sink) -> int:
     """The Part 10 file meta information is incomplete or contradicts the dataset.
@@ -77,9 +64,9 @@ def file_meta(ctx: CheckContext, sink: Sink) -> int:
     such files; archives may store them under the wrong instance. Fix: rewrite the files
     with a conformant writer (e.g. ``pydicom`` ``save_as(..., enforce_file_format=True)``).
     """
-    files = _readable(ctx)
-    cases = _case_ids(ctx)
-    totals = _case_total(files)
+    files = ctx.scan.readable
+    cases = ctx.scan.case_ids
+    totals = ctx.scan.readable_per_case
     for (case_key, keyword, how), paths in sorted(
         _missing(ctx, ctx.profile.conformance.file_meta, empty_counts=True).items()
     ):
@@ -123,8 +110,8 @@ def sop_class(ctx: CheckContext, sink: Sink) -> int:
     Secondary captures, reports or localizers mixed into a CT stack break every loader
     that assumes one CT volume per case. Fix: remove the object or move it out of the case.
     """
-    files = _readable(ctx)
-    cases = _case_ids(ctx)
+    files = ctx.scan.readable
+    cases = ctx.scan.case_ids
     allowed = set(ctx.profile.conformance.sop_classes)
     bad = files[files["sop_class_uid"].notna() & ~files["sop_class_uid"].isin(allowed)]
     for (case_key, uid), group in bad.groupby(["case_key", "sop_class_uid"]):
@@ -149,9 +136,9 @@ def required_attribute(ctx: CheckContext, sink: Sink) -> int:
     attributes, not delete them. Fix: restore the attribute from the source data, or add it
     empty where the standard allows (Type 2).
     """
-    files = _readable(ctx)
-    cases = _case_ids(ctx)
-    totals = _case_total(files)
+    files = ctx.scan.readable
+    cases = ctx.scan.case_ids
+    totals = ctx.scan.readable_per_case
     conf = ctx.profile.conformance
     problems = [
         (key, paths, Severity.ERROR, "Type 1")
@@ -206,7 +193,7 @@ def uid_invalid(ctx: CheckContext, sink: Sink) -> int:
     bad = ui[ui["value"].map(problems).notna()]
     if not bad.empty:
         files = ctx.scan.files.set_index("file_idx")
-        cases = _case_ids(ctx)
+        cases = ctx.scan.case_ids
         bad = bad.assign(
             reason=bad["value"].map(problems),
             case_key=bad["file_idx"].map(files["case_key"]),
@@ -233,8 +220,8 @@ def uid_duplicate(ctx: CheckContext, sink: Sink) -> int:
     "cases" with one study may be the same patient scan counted twice. Fix: find out which
     copy is right; regenerate UIDs where files were copied or edited.
     """
-    files = _readable(ctx)
-    cases = _case_ids(ctx)
+    files = ctx.scan.readable
+    cases = ctx.scan.case_ids
     sop = files[files["sop_instance_uid"].notna()]
     for _, group in sop[sop["sop_instance_uid"].duplicated(keep=False)].groupby("sop_instance_uid"):
         in_cases = sorted({str(cases[k]) for k in group["case_key"]})

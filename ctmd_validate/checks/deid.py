@@ -23,7 +23,7 @@ _DATE_VRS = {"DA", "DT", "TM"}
 
 def _with_case(ctx: CheckContext, frame: pd.DataFrame) -> pd.DataFrame:
     files = ctx.scan.files.set_index("file_idx")
-    ids = ctx.scan.cases.set_index("case_key")["case_id"]
+    ids = ctx.scan.case_ids
     case_key = frame["file_idx"].map(files["case_key"])
     return frame.assign(
         case_key=case_key, case_id=case_key.map(ids), file=frame["file_idx"].map(files["path"])
@@ -32,11 +32,6 @@ def _with_case(ctx: CheckContext, frame: pd.DataFrame) -> pd.DataFrame:
 
 def _keyword(tag: int) -> str:
     return keyword_path(f"({tag >> 16:04X},{tag & 0xFFFF:04X})")
-
-
-def _totals(ctx: CheckContext) -> dict[str, int]:
-    files = ctx.scan.files
-    return files[files["status"] == "ok"].groupby("case_key").size().to_dict()
 
 
 def _nonempty_sequences(el: pd.DataFrame) -> set[tuple[int, str]]:
@@ -99,7 +94,7 @@ def attribute_present(ctx: CheckContext, sink: Sink) -> int:
     binary = audited["value"].isna() & ~is_sq & (audited["length"] > 0)
     violating = (audited["action"] == "X") | (is_sq & sq_full) | (~is_sq & (has_data | binary))
     bad = _with_case(ctx, audited[violating])
-    totals = _totals(ctx)
+    totals = ctx.scan.readable_per_case
     for (case_key, tag), group in bad.groupby(["case_key", "tag"]):
         first = group.iloc[0]
         lengths = sorted({int(n) for n in group["length"]})
@@ -134,10 +129,9 @@ def kept_attribute_missing(ctx: CheckContext, sink: Sink) -> int:
     ``039Y``. Fix: restore them from the source data.
     """
     policy: Policy = ctx.policy
-    files = ctx.scan.files
-    files = files[files["status"] == "ok"]
+    files = ctx.scan.readable
     el = ctx.scan.elements
-    ids = ctx.scan.cases.set_index("case_key")["case_id"]
+    ids = ctx.scan.case_ids
     examined = 0
     for keyword, pattern in policy.kept.items():
         tag = tag_of(keyword)
@@ -191,7 +185,7 @@ def private_tags(ctx: CheckContext, sink: Sink) -> int:
     creator = key.map(creators).fillna("(no private creator)")
     unsafe = private[~creator.isin(policy.safe_private)].assign(creator=creator)
     unsafe = _with_case(ctx, unsafe)
-    totals = _totals(ctx)
+    totals = ctx.scan.readable_per_case
     for case_key, g in unsafe.groupby("case_key"):
         names = sorted({str(c) for c in g["creator"]})
         sink.add(
@@ -217,14 +211,13 @@ def patient_identity_removed(ctx: CheckContext, sink: Sink) -> int:
     """
     el = ctx.scan.elements
     top = el[el["depth"] == 0]
-    files = ctx.scan.files
-    files = files[files["status"] == "ok"]
+    files = ctx.scan.readable
     removed = top[top["tag"] == 0x00120062].drop_duplicates("file_idx").set_index("file_idx")
     flag = files["file_idx"].map(removed["value"].astype(object))
     yes = flag.map(lambda v: isinstance(v, str) and v.strip() == "YES").astype(bool)
     method = top[((top["tag"] == 0x00120063) & (top["length"] > 0)) | (top["tag"] == 0x00120064)]
     has_method = files["file_idx"].isin(method["file_idx"])
-    ids = ctx.scan.cases.set_index("case_key")["case_id"]
+    ids = ctx.scan.case_ids
     for label, mask in (
         ("Patient Identity Removed (0012,0062) is not YES", ~yes),
         ("no De-identification Method (0012,0063/0064)", ~has_method),
@@ -249,7 +242,7 @@ def patient_id(ctx: CheckContext, sink: Sink) -> int:
     natural one is the case id (``P001``). Any other value may be a hospital number. Fix:
     set Patient ID to the case id (or empty it).
     """
-    files = _with_case(ctx, ctx.scan.files[ctx.scan.files["status"] == "ok"])
+    files = _with_case(ctx, ctx.scan.readable)
     pid = files["patient_id"].fillna("").astype(str).str.strip()
     other = files[(pid != "") & (pid.str.casefold() != files["case_id"].astype(str).str.casefold())]
     for case_key, group in other.groupby("case_key"):
@@ -276,7 +269,7 @@ def filename(ctx: CheckContext, sink: Sink) -> int:
     The finding shows the name pattern with the value masked, never the value.
     """
     values = _with_case(ctx, identifying_elements(ctx.scan, ctx.policy))
-    examined = int((ctx.scan.files["status"] == "ok").sum())  # every readable file's name
+    examined = len(ctx.scan.readable)  # every readable file's name
     hits: dict[tuple[str, int], list[str]] = {}
     for row in values.itertuples():
         needle = str(row.value).strip().lower()
@@ -284,7 +277,7 @@ def filename(ctx: CheckContext, sink: Sink) -> int:
         names = rel.rsplit("/", 2)[-2:]  # the case folder and the file name
         if any(needle in n.lower() for n in names):
             hits.setdefault((str(row.case_key), int(row.tag)), []).append(rel)
-    ids = ctx.scan.cases.set_index("case_key")["case_id"]
+    ids = ctx.scan.case_ids
     for (case_key, tag), paths in sorted(hits.items()):
         keyword = _keyword(tag)
         example = paths[0].rsplit("/", 1)[-1]
@@ -356,9 +349,8 @@ def demographics_inconsistent(ctx: CheckContext, sink: Sink) -> int:
     case, so disagreeing files make them depend on which file is read. Fix: find the odd
     files (listed) — a foreign slice or a partial re-de-identification.
     """
-    files = ctx.scan.files
-    files = files[files["status"] == "ok"]
-    ids = ctx.scan.cases.set_index("case_key")["case_id"]
+    files = ctx.scan.readable
+    ids = ctx.scan.case_ids
     for column, label in (("patient_sex", "Patient's Sex"), ("patient_age", "Patient's Age")):
         for case_key, group in files.dropna(subset=[column]).groupby("case_key"):
             values = group[column]

@@ -16,7 +16,7 @@ def unreadable(ctx: CheckContext, sink: Sink) -> int:
     file; check disk space and permissions.
     """
     files = ctx.scan.files
-    cases = ctx.scan.cases.set_index("case_key")["case_id"]
+    cases = ctx.scan.case_ids
     for row in files[files["status"] == "unreadable"].itertuples():
         sink.add(
             f"unreadable DICOM file: {row.error}",

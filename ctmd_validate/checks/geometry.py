@@ -63,8 +63,8 @@ _CACHE: weakref.WeakKeyDictionary[ScanResult, list[Stack]] = weakref.WeakKeyDict
 def stacks(scan: ScanResult) -> list[Stack]:
     """Every case's stack, computed once per scan and shared by the geometry checks."""
     if scan not in _CACHE:
-        ids = scan.cases.set_index("case_key")["case_id"]
-        files = scan.files[scan.files["status"] == "ok"]
+        ids = scan.case_ids
+        files = scan.readable
         out = []
         for case_key, group in files.groupby("case_key", sort=True):
             ordered, normal = sort_stack(group)

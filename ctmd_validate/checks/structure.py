@@ -232,7 +232,7 @@ def file_extension(ctx: CheckContext, sink: Sink) -> int:
     Loaders that glob ``*.dcm`` silently drop the slice. Fix: rename the file.
     """
     files = ctx.scan.files
-    cases = ctx.scan.cases.set_index("case_key")["case_id"]
+    cases = ctx.scan.case_ids
     for row in files[~files["suffix_ok"]].itertuples():
         sink.add(
             "DICOM file without the profile's suffix",
