@@ -69,6 +69,7 @@ def _run_check(args: argparse.Namespace) -> int:
             progress=progress,
             policy=args.policy,
             show_values=args.show_values,
+            labels_dir=args.labels,
         )
     where = _write_report(report, args.report)
     if args.report != "-":
@@ -143,6 +144,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--policy",
         metavar="FILE",
         help="de-identification policy TOML (default: the dataset's claim)",
+    )
+    p.add_argument(
+        "--labels",
+        metavar="DIR",
+        help="folder with Index.csv and the label arrays (default: ROOT, else beside the "
+        "class folders)",
     )
     p.add_argument(
         "--show-values",

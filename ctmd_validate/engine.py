@@ -46,15 +46,17 @@ def validate(
     progress: ProgressFn | None = None,
     policy: str | Policy | None = None,
     show_values: bool = False,
+    labels_dir: str | os.PathLike[str] | None = None,
 ) -> Report:
     """Validate the dataset at ``root``: one scan, every check, one report.
 
     Raises :class:`ctmd_validate.errors.CtmdError` only when the run itself is impossible
     (missing root, bad profile, policy or config). Identifying values are redacted from
-    every rendering of the report unless ``show_values`` is true.
+    every rendering of the report unless ``show_values`` is true. ``labels_dir``: where the
+    label files are, when not beside the images.
     """
     prof = profile if isinstance(profile, Profile) else load_profile(profile)
     cfg = config if isinstance(config, Config) else load_config(config)
     pol = policy if isinstance(policy, Policy) else load_policy(policy)
-    scanned = scan(root, prof, jobs=jobs, progress=progress)
+    scanned = scan(root, prof, jobs=jobs, progress=progress, labels_dir=labels_dir)
     return validate_scan(scanned, cfg, policy=pol, show_values=show_values)

@@ -16,9 +16,13 @@ __all__ = [
     "BUILTIN_PROFILES",
     "ClassSpec",
     "Conformance",
+    "Demographics",
     "Geometry",
+    "LabelSpec",
+    "LabelVersion",
     "ManifestCase",
     "Profile",
+    "Published",
     "load_profile",
 ]
 
@@ -70,6 +74,57 @@ class Geometry:
 
 
 @dataclass(frozen=True)
+class LabelVersion:
+    """One version of the label arrays: its slice-level and lobe-level file names."""
+
+    name: str
+    slice_file: str
+    lobe_file: str
+    announced_changes: tuple[str, ...] | None = None
+
+
+@dataclass(frozen=True)
+class LabelSpec:
+    """Where the label files are and how they are laid out."""
+
+    index: str = "Index.csv"
+    index_columns: tuple[str, ...] = ("Label Index", "Diagnosis", "Relative Path", "Folder/ID")
+    index_relative_paths: dict[str, str] = field(default_factory=dict)
+    lobes: tuple[str, ...] = ("LLL", "LUL", "RLL", "RML", "RUL")
+    upper_lobes: tuple[str, ...] = ("LUL", "RUL")
+    lower_lobes: tuple[str, ...] = ("LLL", "RLL")
+    reference_version: str = "original"
+    versions: tuple[LabelVersion, ...] = ()
+
+    @property
+    def file_names(self) -> tuple[str, ...]:
+        return (self.index, *(n for v in self.versions for n in (v.slice_file, v.lobe_file)))
+
+
+@dataclass(frozen=True)
+class Demographics:
+    """A class's published sex counts and age mean / population SD."""
+
+    male: int
+    female: int
+    age_mean: float
+    age_sd: float
+
+
+@dataclass(frozen=True)
+class Published:
+    """The dataset's published figures, each compared by a check."""
+
+    source: str = ""
+    labelled: dict[str, int] = field(default_factory=dict)
+    infected_slices: dict[str, int] = field(default_factory=dict)
+    non_infected_slices: int | None = None
+    non_infected_classes: tuple[str, ...] = ()
+    age_tolerance: float = 0.1
+    demographics: dict[str, Demographics] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
 class Profile:
     """Everything the checks compare the data against."""
 
@@ -84,6 +139,8 @@ class Profile:
     source: str
     conformance: Conformance = field(default_factory=Conformance)
     geometry: Geometry = field(default_factory=Geometry)
+    labels: LabelSpec = field(default_factory=LabelSpec)
+    published: Published = field(default_factory=Published)
     raw: dict[str, Any] = field(repr=False, default_factory=dict)
 
     def class_of_label(self, label: str) -> str | None:
@@ -165,6 +222,64 @@ def _conformance(data: dict[str, Any]) -> Conformance:
     return Conformance(**lists)
 
 
+def _labels(data: dict[str, Any], classes: dict[str, ClassSpec]) -> LabelSpec:
+    versions = tuple(
+        LabelVersion(
+            name=str(name),
+            slice_file=str(v["slice"]),
+            lobe_file=str(v["lobe"]),
+            announced_changes=None
+            if "announced_changes" not in v
+            else tuple(str(c) for c in v["announced_changes"]),
+        )
+        for name, v in data.get("versions", {}).items()
+    )
+    spec = LabelSpec(
+        index=str(data.get("index", "Index.csv")),
+        index_columns=tuple(str(c) for c in data.get("index_columns", LabelSpec.index_columns)),
+        index_relative_paths={
+            str(k): str(v) for k, v in data.get("index_relative_paths", {}).items()
+        },
+        lobes=tuple(str(x) for x in data.get("lobes", LabelSpec.lobes)),
+        upper_lobes=tuple(str(x) for x in data.get("upper_lobes", LabelSpec.upper_lobes)),
+        lower_lobes=tuple(str(x) for x in data.get("lower_lobes", LabelSpec.lower_lobes)),
+        reference_version=str(data.get("reference_version", "original")),
+        versions=versions,
+    )
+    unknown = [k for k in spec.index_relative_paths if k not in classes]
+    unknown += [x for x in (*spec.upper_lobes, *spec.lower_lobes) if x not in spec.lobes]
+    if versions and spec.reference_version not in {v.name for v in versions}:
+        unknown.append(spec.reference_version)
+    if unknown:
+        raise ProfileError(f"[labels] names unknown classes, lobes or versions: {unknown}")
+    return spec
+
+
+def _published(data: dict[str, Any], classes: dict[str, ClassSpec]) -> Published:
+    demo = {
+        str(k): Demographics(
+            int(v["male"]), int(v["female"]), float(v["age_mean"]), float(v["age_sd"])
+        )
+        for k, v in data.get("demographics", {}).items()
+    }
+    non_inf = data.get("non_infected_slices")
+    pub = Published(
+        source=str(data.get("source", "")),
+        labelled={str(k): int(v) for k, v in data.get("labelled", {}).items()},
+        infected_slices={str(k): int(v) for k, v in data.get("infected_slices", {}).items()},
+        non_infected_slices=None if non_inf is None else int(non_inf),
+        non_infected_classes=tuple(str(c) for c in data.get("non_infected_classes", ())),
+        age_tolerance=float(data.get("age_tolerance", 0.1)),
+        demographics=demo,
+    )
+    unknown = [
+        k for k in (*pub.labelled, *pub.demographics, *pub.non_infected_classes) if k not in classes
+    ]
+    if unknown:
+        raise ProfileError(f"[published] names unknown classes: {unknown}")
+    return pub
+
+
 def load_profile(name_or_path: str = "release") -> Profile:
     """Load a built-in profile (``release``, ``subset``) or a TOML file that may extend one."""
     path = _resolve(name_or_path)
@@ -204,6 +319,8 @@ def load_profile(name_or_path: str = "release") -> Profile:
             source=str(path),
             conformance=_conformance(data.get("conformance", {})),
             geometry=Geometry(**{k: float(v) for k, v in data.get("geometry", {}).items()}),
+            labels=_labels(data.get("labels", {}), classes),
+            published=_published(data.get("published", {}), classes),
             raw=data,
         )
     except (KeyError, TypeError, ValueError, re.error) as exc:

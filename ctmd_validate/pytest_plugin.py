@@ -48,13 +48,19 @@ class _State:
     jobs: int | None
     report_path: str | None
     policy: str | None = None
+    labels: str | None = None
     _report: Report | None = field(default=None, repr=False)
 
     @property
     def report(self) -> Report:
         if self._report is None:
             self._report = validate(
-                self.root, self.profile, config=self.config, jobs=self.jobs, policy=self.policy
+                self.root,
+                self.profile,
+                config=self.config,
+                jobs=self.jobs,
+                policy=self.policy,
+                labels_dir=self.labels,
             )
         return self._report
 
@@ -95,6 +101,12 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         help="de-identification policy TOML (default: the dataset's claim)",
     )
     group.addoption(
+        "--ctmd-labels",
+        metavar="DIR",
+        default=None,
+        help="folder with Index.csv and the label arrays (default: the dataset root)",
+    )
+    group.addoption(
         "--ctmd-jobs",
         metavar="N",
         type=int,
@@ -111,6 +123,9 @@ def pytest_configure(config: pytest.Config) -> None:
     path = Path(root)
     if not path.is_dir():
         raise pytest.UsageError(f"--dataset-root: not a folder: {path}")
+    labels = config.getoption("ctmd_labels")
+    if labels and not Path(labels).is_dir():
+        raise pytest.UsageError(f"--ctmd-labels: not a folder: {labels}")
     if _inside(config.rootpath, path) and config.pluginmanager.has_plugin("cacheprovider"):
         raise pytest.UsageError(
             f"pytest chose the dataset as its rootdir ({config.rootpath}) and would write "
@@ -132,6 +147,7 @@ def pytest_configure(config: pytest.Config) -> None:
         jobs=config.getoption("ctmd_jobs"),
         report_path=config.getoption("ctmd_report"),
         policy=config.getoption("ctmd_policy"),
+        labels=config.getoption("ctmd_labels"),
     )
 
 

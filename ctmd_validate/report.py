@@ -18,6 +18,7 @@ from . import __version__
 from .config import Config
 from .errors import CtmdError
 from .findings import CheckResult, CheckStatus, Finding, Severity
+from .labelstats import inferred_json, stats_json
 from .policy import Policy
 from .registry import REGISTRY
 from .resources import schema_file
@@ -25,7 +26,7 @@ from .scan import ScanResult
 
 __all__ = ["REPORT_VERSION", "Report", "check_report_target", "report_schema", "validate_report"]
 
-REPORT_VERSION = "1.1"
+REPORT_VERSION = "1.2"
 REDACTED = "[redacted]"
 
 
@@ -143,6 +144,8 @@ class Report:
                 },
             },
             "scan": {"seconds": round(self.scan.seconds, 3), "jobs": self.scan.jobs},
+            "stats": self.scrub(stats_json(self.scan)),
+            "inferred": self.scrub(inferred_json(self.scan)),
             "checks": [self._check_json(r) for r in self.results],
             "findings": [self.scrub(f.to_json()) for f in self.findings],
         }

@@ -28,6 +28,7 @@ from pydicom.dataset import Dataset
 
 from . import tables
 from .errors import CtmdError
+from .labelfiles import LabelFiles, load_labels
 from .profiles import Profile
 
 __all__ = ["ScanResult", "read_header", "scan"]
@@ -116,6 +117,7 @@ class ScanResult:
     files: pd.DataFrame
     elements: pd.DataFrame
     entries: pd.DataFrame
+    labels: LabelFiles | None = None
     seconds: float = 0.0
     jobs: int = 1
 
@@ -351,6 +353,7 @@ class _Walk:
     cases: list[dict[str, Any]] = field(default_factory=list)
     candidates: list[dict[str, Any]] = field(default_factory=list)
     entries: list[dict[str, Any]] = field(default_factory=list)
+    layout_dirs: list[Path] = field(default_factory=list)
 
 
 def display(name: str) -> str:
@@ -429,6 +432,7 @@ def _walk_tree(root: Path, profile: Profile) -> _Walk:
     class_dirs, layout_dirs = _find_class_dirs(root, profile)
     class_paths = {p for p, _ in class_dirs}
     suffix = profile.dicom_suffix
+    walk.layout_dirs = sorted(layout_dirs - {root}, key=lambda p: (len(p.parts), p))
 
     for folder in sorted(layout_dirs):
         for entry in _listdir(folder):
@@ -585,8 +589,12 @@ def scan(
     *,
     jobs: int | None = None,
     progress: ProgressFn | None = None,
+    labels_dir: str | os.PathLike[str] | None = None,
 ) -> ScanResult:
-    """Walk ``root`` once and parse every candidate DICOM header once.
+    """Walk ``root`` once, parse every candidate DICOM header once, read the label files once.
+
+    ``labels_dir``: where ``Index.csv`` and the label arrays are (default: ROOT, else the
+    folder that holds the class folders).
 
     Raises :class:`CtmdError` only when the root itself cannot be read.
     """
@@ -598,6 +606,8 @@ def scan(
         os.listdir(root_path)
     except OSError as exc:
         raise CtmdError(f"cannot list dataset root {root_path}: {exc}") from exc
+    if labels_dir is not None and not Path(labels_dir).is_dir():
+        raise CtmdError(f"labels folder is not a readable folder: {labels_dir}")
     jobs = max(1, jobs or os.cpu_count() or 1)
     walk = _walk_tree(root_path, profile)
 
@@ -635,6 +645,7 @@ def scan(
         files=files,
         elements=tables.make_elements(element_columns),
         entries=tables.make_entries(walk.entries),
+        labels=load_labels(root_path, profile, labels_dir, walk.layout_dirs),
         seconds=time.perf_counter() - started,
         jobs=jobs,
     )

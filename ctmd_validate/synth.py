@@ -9,6 +9,8 @@ named way; every check of the project has at least one defect that must trigger 
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 import os
 import shutil
 import warnings
@@ -30,7 +32,7 @@ from pydicom.uid import (
     generate_uid,
 )
 
-from .profiles import ManifestCase, Profile, load_profile
+from .profiles import Demographics, ManifestCase, Profile, load_profile
 
 __all__ = [
     "DEFECTS",
@@ -39,6 +41,7 @@ __all__ = [
     "Defect",
     "apply_defect",
     "select_cases",
+    "tree_profile",
     "write_dataset",
 ]
 
@@ -284,7 +287,10 @@ def _fit_total(lobes: np.ndarray, rows: Iterable[int], counts: list[int], target
                         if 0 <= s < counts[row] and s in cand
                     ]
                     if edge:
-                        lobe = int(np.flatnonzero(lobes[row, infected[0]])[0])
+                        # grow with the lobe at that end, so upper lobes stay cranial
+                        end = infected.max() if edge[0] > infected.max() else infected.min()
+                        at_end = np.flatnonzero(lobes[row, end])
+                        lobe = int(at_end[-1 if end > infected.min() else 0])
                         lobes[row, edge[0], lobe] = 1
                         total += 1
             elif infected.size:
@@ -295,22 +301,33 @@ def _fit_total(lobes: np.ndarray, rows: Iterable[int], counts: list[int], target
     raise RuntimeError("could not fit the infected-slice total")
 
 
-def _write_labels(out: Path, profile: Profile, seed: int, full: bool) -> None:
-    labelled = _labelled(profile)
+@functools.cache
+def _label_arrays(labelled: tuple[ManifestCase, ...], seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Original and updated-1 lobe labels of the 79 labelled cases (index 0 cranial).
+
+    The labels cover every labelled case whatever the scale (as in the public sample), and
+    reproduce the published totals: 4,957 infected slices originally, 4,993 after update 1,
+    which revises P001 and P006 only.
+    """
     counts = [c.n_slices for c in labelled]
-    lobes = _lobe_labels(labelled, seed)
-    if full:
-        _fit_total(lobes, range(len(labelled)), counts, INFECTED_ORIGINAL)
+    lobes = _lobe_labels(list(labelled), seed)
+    _fit_total(lobes, range(len(labelled)), counts, INFECTED_ORIGINAL)
     updated = lobes.copy()
     revised = [i for i, c in enumerate(labelled) if c.case_id in {"P001", "P006"}]
-    if full and revised:
-        _fit_total(updated, revised, counts, INFECTED_UPDATED)
-    elif revised:
-        updated[revised[0], : counts[revised[0]] // 2, LOBES.index("RUL")] = 1
+    _fit_total(updated, revised, counts, INFECTED_UPDATED)
+    lobes.flags.writeable = False
+    updated.flags.writeable = False
+    return lobes, updated
+
+
+def _write_labels(out: Path, profile: Profile, seed: int) -> None:
+    """The label files, with clean dtypes (int64); ``labels-dtype`` restores the release's."""
+    labelled = _labelled(profile)
+    lobes, updated = _label_arrays(tuple(labelled), seed)
     np.save(out / "Slice-level-labels.npy", lobes.any(axis=2).astype(np.int64))
-    np.save(out / "Lobe-level-labels.npy", lobes)
-    np.save(out / "Slice-level-labels-updated-1.npy", updated.any(axis=2).astype(np.int32))
-    np.save(out / "Lobe-level-labels-updated-1.npy", updated)
+    np.save(out / "Lobe-level-labels.npy", lobes.astype(np.int64))
+    np.save(out / "Slice-level-labels-updated-1.npy", updated.any(axis=2).astype(np.int64))
+    np.save(out / "Lobe-level-labels-updated-1.npy", updated.astype(np.int64))
     lines = ["Label Index,Diagnosis,Relative Path,Folder/ID"]
     for i, case in enumerate(labelled):
         label = profile.classes[case.class_key].label
@@ -359,10 +376,46 @@ def write_dataset(
     else:
         with ProcessPoolExecutor(max_workers=workers) as pool:
             list(pool.map(_write_case, jobs_, chunksize=4))
-    _write_labels(root, profile, seed, full)
+    _write_labels(root, profile, seed)
     for name in defects:
         apply_defect(root, name)
     return root
+
+
+def tree_profile(scale: str = "tiny", seed: int = 0, base: Profile | None = None) -> Profile:
+    """A ``subset`` profile whose expectations are exactly a clean synthetic tree's.
+
+    Its classes hold as many cases as the tree, its manifest is the tree's cases and its
+    published demographics are the tree's own, so the checks that need every case of a
+    class (``demographics.*``) run, and pass, on a small tree.
+    """
+    base = base or load_profile("subset")
+    cases = select_cases(base, scale)
+    demo = _demographics(cases, seed, SCALES[scale] is None)
+    classes = {
+        key: dataclasses.replace(spec, expected_cases=sum(1 for c in cases if c.class_key == key))
+        for key, spec in base.classes.items()
+    }
+    table: dict[str, Demographics] = {}
+    for key in classes:
+        of_class = [demo[c.case_id] for c in cases if c.class_key == key]
+        if not of_class:
+            continue
+        ages = np.array([a for _s, a in of_class], dtype=float)
+        table[key] = Demographics(
+            male=sum(1 for s, _a in of_class if s == "M"),
+            female=sum(1 for s, _a in of_class if s == "F"),
+            age_mean=round(float(ages.mean()), 2),
+            age_sd=round(float(ages.std()), 2),
+        )
+    return dataclasses.replace(
+        base,
+        name=f"synthetic-{scale}",
+        description=f"exactly the clean synthetic {scale} tree (seed {seed})",
+        classes=classes,
+        manifest={c.case_id: c for c in cases},
+        published=dataclasses.replace(base.published, demographics=table),
+    )
 
 
 # --------------------------------------------------------------------------- defects
@@ -376,16 +429,19 @@ class Defect:
     description: str
     apply: Callable[[Path], None]
     fires: frozenset[str]
+    #: the profile to validate with: "subset", or "tree" (:func:`tree_profile`, for checks
+    #: that need every case of a class, such as the demographics)
+    profile: str = "subset"
 
 
 DEFECTS: dict[str, Defect] = {}
 
 
 def _defect(
-    name: str, description: str, fires: Iterable[str]
+    name: str, description: str, fires: Iterable[str], profile: str = "subset"
 ) -> Callable[[Callable[[Path], None]], Callable[[Path], None]]:
     def register(func: Callable[[Path], None]) -> Callable[[Path], None]:
-        DEFECTS[name] = Defect(name, description, func, frozenset(fires))
+        DEFECTS[name] = Defect(name, description, func, frozenset(fires), profile)
         return func
 
     return register
@@ -455,7 +511,7 @@ def _class_dir_duplicate(root: Path) -> None:
 @_defect(
     "case-dir-name",
     "rename the first COVID-19 case folder to lower case ('p001')",
-    {"structure.case_dir.name", "structure.case_dir.missing"},
+    {"structure.case_dir.name", "structure.case_dir.missing", "labels.index.case_missing"},
 )
 def _case_dir_name(root: Path) -> None:
     case = _first_case(root)
@@ -470,6 +526,7 @@ def _case_dir_name(root: Path) -> None:
         "structure.case_dir.name",
         "counts.class",
         "dicom.uid.duplicate",
+        "labels.index.diagnosis_mismatch",
     },
 )
 def _case_dir_duplicate(root: Path) -> None:
@@ -889,7 +946,7 @@ def _deid_sex_missing(root: Path) -> None:
 @_defect(
     "deid-age-malformed",
     "write Patient's Age as '39' (not AS form) in the CAP case",
-    {"deid.kept_attribute.missing"},
+    {"deid.kept_attribute.missing", "demographics.age_format"},
 )
 def _deid_age_malformed(root: Path) -> None:
     def change(ds: Dataset) -> None:
@@ -938,3 +995,320 @@ def _demographics_inconsistent(root: Path) -> None:
     path = _slices(_first_case(root))[6]
     ds = pydicom.dcmread(path, stop_before_pixels=True)
     _edit(path, _set(PatientSex="F" if ds.PatientSex == "M" else "M"))
+
+
+# --------------------------------------------------------------------------- label defects
+
+_SLICE, _LOBE = "Slice-level-labels.npy", "Lobe-level-labels.npy"
+_SLICE1, _LOBE1 = "Slice-level-labels-updated-1.npy", "Lobe-level-labels-updated-1.npy"
+_ALL_ARRAYS = (_SLICE, _LOBE, _SLICE1, _LOBE1)
+
+
+def _load(root: Path, name: str) -> np.ndarray:
+    return np.load(root / name, allow_pickle=False)
+
+
+def _index_lines(root: Path) -> list[str]:
+    return (root / "Index.csv").read_bytes().decode("ascii").split("\r\n")
+
+
+def _write_index(root: Path, lines: list[str]) -> None:
+    (root / "Index.csv").write_bytes("\r\n".join(lines).encode("ascii"))
+
+
+def _edit_index(root: Path, case_id: str, column: int, value: str) -> None:
+    lines = _index_lines(root)
+    for i, line in enumerate(lines):
+        fields = line.split(",")
+        if fields[-1] == case_id:
+            fields[column] = value
+            lines[i] = ",".join(fields)
+    _write_index(root, lines)
+
+
+def _label_row(root: Path, case_id: str) -> int:
+    ids = [line.split(",")[-1] for line in _index_lines(root)[1:]]
+    return ids.index(case_id)
+
+
+def _present_labelled(root: Path) -> tuple[str, int]:
+    """The labelled case whose images are in the tree (P017 in tiny) and its slice count."""
+    case = _first_case(root)
+    return case.name, len(_slices(case))
+
+
+def _edit_arrays(
+    root: Path, change: Callable[[np.ndarray, str], None], names: Iterable[str]
+) -> None:
+    for name in names:
+        array = _load(root, name).copy()
+        change(array, name)
+        np.save(root / name, array)
+
+
+@_defect(
+    "labels-missing",
+    "delete the updated-1 lobe-level label array",
+    {"labels.file.missing"},
+)
+def _labels_missing(root: Path) -> None:
+    (root / _LOBE1).unlink()
+
+
+@_defect(
+    "labels-pickled",
+    "replace the original slice-level array with a pickled object array",
+    {"labels.file.unreadable"},
+)
+def _labels_pickled(root: Path) -> None:
+    objects = np.empty(2, dtype=object)
+    objects[:] = [{"labels": [0, 1]}, "not an array of labels"]
+    np.save(root / _SLICE, objects, allow_pickle=True)
+
+
+@_defect(
+    "labels-truncated",
+    "cut the original lobe-level array in the middle of its data",
+    {"labels.file.unreadable"},
+)
+def _labels_truncated(root: Path) -> None:
+    path = root / _LOBE
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+
+
+@_defect(
+    "labels-not-npy",
+    "overwrite the updated-1 slice-level array with CSV text",
+    {"labels.file.unreadable"},
+)
+def _labels_not_npy(root: Path) -> None:
+    (root / _SLICE1).write_text("0,1,0\n1,1,0\n")
+
+
+@_defect(
+    "index-header",
+    "rename the Index.csv column 'Folder/ID' to 'Folder ID'",
+    {"labels.index.schema"},
+)
+def _index_header(root: Path) -> None:
+    lines = _index_lines(root)
+    lines[0] = lines[0].replace("Folder/ID", "Folder ID")
+    _write_index(root, lines)
+
+
+@_defect(
+    "index-bad-id",
+    "write case P030 as 'P30' in Index.csv",
+    {"labels.index.schema"},
+)
+def _index_bad_id(root: Path) -> None:
+    _edit_index(root, "P030", 3, "P30")
+
+
+@_defect(
+    "index-ragged",
+    "add a fifth field to the Index.csv line of P031",
+    {
+        "labels.index.schema",
+        "labels.index.gap",
+        "labels.index.case_missing",
+        "labels.shape",
+        "labels.padding",
+        "counts.labelled",
+    },
+)
+def _index_ragged(root: Path) -> None:
+    _edit_index(root, "P031", 2, "./COVID-19/,extra")
+
+
+@_defect(
+    "index-gap",
+    "skip Label Index 43: rows from P044 on carry their position + 1 (as the real Index.csv)",
+    {"labels.index.gap", "labels.index.out_of_range"},
+)
+def _index_gap(root: Path) -> None:
+    lines = _index_lines(root)
+    for i in range(44, len(lines)):
+        fields = lines[i].split(",")
+        fields[0] = str(int(fields[0]) + 1)
+        lines[i] = ",".join(fields)
+    _write_index(root, lines)
+
+
+@_defect(
+    "index-diagnosis",
+    "file the present COVID-19 case under CAP in Index.csv (Diagnosis and Relative Path)",
+    {
+        "labels.index.schema",
+        "labels.index.diagnosis_mismatch",
+        "labels.index.case_missing",
+        "counts.labelled",
+    },
+)
+def _index_diagnosis(root: Path) -> None:
+    case_id, _n = _present_labelled(root)
+    _edit_index(root, case_id, 1, "CAP")
+    _edit_index(root, case_id, 2, "./CAP/")
+
+
+@_defect(
+    "index-relative-path",
+    "give P020 the Relative Path './CAP/' in Index.csv",
+    {"labels.index.relative_path"},
+)
+def _index_relative_path(root: Path) -> None:
+    _edit_index(root, "P020", 2, "./CAP/")
+
+
+@_defect(
+    "labels-shape",
+    "drop the last slice column of the updated-1 slice-level array",
+    {"labels.shape"},
+)
+def _labels_shape(root: Path) -> None:
+    np.save(root / _SLICE1, _load(root, _SLICE1)[:, :-1].copy())
+
+
+@_defect(
+    "labels-dtype",
+    "store the arrays in the release's dtypes: float64 lobes, int32 updated-1 slices",
+    {"labels.dtype"},
+)
+def _labels_dtype(root: Path) -> None:
+    for name, dtype in ((_LOBE, np.float64), (_LOBE1, np.float64), (_SLICE1, np.int32)):
+        np.save(root / name, _load(root, name).astype(dtype))
+
+
+@_defect(
+    "labels-values",
+    "set one infected cell of P020 to 2 in both slice-level arrays",
+    {"labels.values"},
+)
+def _labels_values(root: Path) -> None:
+    row = _label_row(root, "P020")
+
+    def change(array: np.ndarray, _name: str) -> None:
+        array[row, int(np.flatnonzero(array[row])[0])] = 2
+
+    _edit_arrays(root, change, (_SLICE, _SLICE1))
+
+
+@_defect(
+    "labels-lobe-mismatch",
+    "clear every lobe of one infected P020 slice in both lobe-level arrays",
+    {"labels.lobe_slice.mismatch"},
+)
+def _labels_lobe_mismatch(root: Path) -> None:
+    row = _label_row(root, "P020")
+    first = int(np.flatnonzero(_load(root, _SLICE)[row])[0])
+
+    def change(array: np.ndarray, _name: str) -> None:
+        array[row, first, :] = 0
+
+    _edit_arrays(root, change, (_LOBE, _LOBE1))
+
+
+@_defect(
+    "labels-padding",
+    "move one infected slice of the present COVID-19 case past its last slice (all arrays)",
+    {"labels.padding"},
+)
+def _labels_padding(root: Path) -> None:
+    case_id, n = _present_labelled(root)
+    row = _label_row(root, case_id)
+    first = int(np.flatnonzero(_load(root, _SLICE)[row])[0])
+
+    def change(array: np.ndarray, _name: str) -> None:
+        array[row, n + 3] = array[row, first]
+        array[row, first] = 0
+
+    _edit_arrays(root, change, _ALL_ARRAYS)
+
+
+@_defect(
+    "labels-capacity",
+    "cut every label array to 170 slice columns (release scans reach 195 slices)",
+    {"labels.capacity"},
+)
+def _labels_capacity(root: Path) -> None:
+    for name in _ALL_ARRAYS:
+        np.save(root / name, _load(root, name)[:, :170].copy())
+
+
+@_defect(
+    "labels-unannounced-change",
+    "add an infected slice to P020 in the updated-1 labels only (not announced)",
+    {"labels.version_diff"},
+)
+def _labels_unannounced(root: Path) -> None:
+    row = _label_row(root, "P020")
+    first = int(np.flatnonzero(_load(root, _SLICE1)[row])[0])
+
+    def change(array: np.ndarray, _name: str) -> None:
+        array[row, first - 1] = array[row, first]
+
+    _edit_arrays(root, change, (_SLICE1, _LOBE1))
+
+
+@_defect(
+    "labels-reversed",
+    "reverse the slice order of the present COVID-19 case's labels (all arrays)",
+    {"labels.orientation"},
+)
+def _labels_reversed(root: Path) -> None:
+    case_id, n = _present_labelled(root)
+    row = _label_row(root, case_id)
+
+    def change(array: np.ndarray, _name: str) -> None:
+        array[row, :n] = array[row, :n][::-1].copy()
+
+    _edit_arrays(root, change, _ALL_ARRAYS)
+
+
+@_defect(
+    "labels-total",
+    "add one infected slice to P020 in the original labels only",
+    {"labels.total", "labels.version_diff"},
+)
+def _labels_total(root: Path) -> None:
+    row = _label_row(root, "P020")
+    first = int(np.flatnonzero(_load(root, _SLICE)[row])[0])
+
+    def change(array: np.ndarray, _name: str) -> None:
+        array[row, first - 1] = array[row, first]
+
+    _edit_arrays(root, change, (_SLICE, _LOBE))
+
+
+@_defect(
+    "age-months",
+    "write Patient's Age in months ('540M', valid DICOM) in the Normal case",
+    {"demographics.age_format"},
+)
+def _age_months(root: Path) -> None:
+    _all(_first_case(root, "normal"), _set(PatientAge="540M"))
+
+
+@_defect(
+    "demographics-sex",
+    "flip Patient's Sex on every slice of the Normal case (validated with tree_profile)",
+    {"demographics.sex"},
+    profile="tree",
+)
+def _demographics_sex(root: Path) -> None:
+    path = _slices(_first_case(root, "normal"))[0]
+    sex = pydicom.dcmread(path, stop_before_pixels=True).PatientSex
+    _all(_first_case(root, "normal"), _set(PatientSex="F" if sex == "M" else "M"))
+
+
+@_defect(
+    "demographics-age",
+    "add ten years to Patient's Age in the CAP case (validated with tree_profile)",
+    {"demographics.age"},
+    profile="tree",
+)
+def _demographics_age(root: Path) -> None:
+    path = _slices(_first_case(root, "cap"))[0]
+    age = int(str(pydicom.dcmread(path, stop_before_pixels=True).PatientAge)[:3])
+    _all(_first_case(root, "cap"), _set(PatientAge=f"{age + 10:03d}Y"))

@@ -22,6 +22,7 @@ RELEASE = load_profile("release")
 TINY = synth.select_cases(RELEASE, "tiny")
 TINY_IDS = {c.case_id for c in TINY}
 TINY_FILES = sum(c.n_slices for c in TINY)
+LABEL_FILES = set(RELEASE.labels.file_names)
 
 
 def _assert_locations(root: Path, report: Report, findings: list) -> None:
@@ -31,8 +32,9 @@ def _assert_locations(root: Path, report: Report, findings: list) -> None:
         spec = REGISTRY[f.check_id]
         if spec.scope == "case":
             assert f.case, f"case-scope check {f.check_id} emitted a finding without a case: {f}"
-        if f.case is not None and f.path is not None:
-            # the case named is the case folder the path is in (or is)
+        if f.case is not None and f.path is not None and f.path not in LABEL_FILES:
+            # the case named is the case folder the path is in (or is); findings located
+            # in a label file name the labelled case the row or cell belongs to
             assert f.case in PurePosixPath(f.path).parts, f
             assert f.case in cases, f
         if f.path is not None:
@@ -45,11 +47,26 @@ def _assert_locations(root: Path, report: Report, findings: list) -> None:
 # --------------------------------------------------------------------------- defects
 
 
+TREE = synth.tree_profile("tiny")
+
+
+@pytest.fixture(scope="session")
+def clean_tiny_tree_report(clean_tiny: Path) -> Report:
+    """The clean tiny tree judged by a profile that expects exactly it."""
+    return validate(clean_tiny, TREE, jobs=1)
+
+
 @pytest.mark.parametrize("name", sorted(DEFECTS))
-def test_defect_fires_exactly_its_checks(name: str, make_tree, clean_tiny_report) -> None:
+def test_defect_fires_exactly_its_checks(
+    name: str, make_tree, clean_tiny_report, clean_tiny_tree_report
+) -> None:
     root = make_tree([name])
-    report = validate(root, "subset", jobs=1)
-    new = new_findings(report, clean_tiny_report)
+    if DEFECTS[name].profile == "tree":
+        report = validate(root, TREE, jobs=1)
+        new = new_findings(report, clean_tiny_tree_report)
+    else:
+        report = validate(root, "subset", jobs=1)
+        new = new_findings(report, clean_tiny_report)
 
     fired = {f.check_id for f in new}
     assert fired == DEFECTS[name].fires, (
@@ -86,7 +103,24 @@ def test_clean_tiny_subset(clean_tiny_report: Report) -> None:
     assert report.count(Severity.ERROR) == 0
     assert report.count(Severity.WARNING) == 0
     assert {f.severity for f in report.findings} == {Severity.INFO}
-    assert {f.check_id for f in report.findings} == {"counts.class", "structure.case_dir.missing"}
+    assert {f.check_id for f in report.findings} == {
+        "counts.class",
+        "structure.case_dir.missing",
+        "labels.index.case_missing",
+        "labels.version_diff",
+    }
+    # the labels cover all 79 labelled cases; one of each labelled class is present
+    present = sorted(
+        (f.expected, f.actual) for f in report.findings if f.check_id == "labels.index.case_missing"
+    )
+    assert present == [(25, 0), (54, 1)]
+    # update 1 revises P001 and P006, at slice and lobe level
+    diffs = sorted((f.case, f.path) for f in report.findings if f.check_id == "labels.version_diff")
+    assert diffs == [
+        (case, name)
+        for case in ("P001", "P006")
+        for name in ("Lobe-level-labels-updated-1.npy", "Slice-level-labels-updated-1.npy")
+    ]
 
     # one finding per class for each, saying how much of the release is present
     release = {key: spec.expected_cases for key, spec in RELEASE.classes.items()}
@@ -105,11 +139,13 @@ def test_clean_tiny_subset(clean_tiny_report: Report) -> None:
     statuses = {r.check_id: r.status for r in report.results}
     assert set(statuses) == set(REGISTRY)
     assert [c for c, s in statuses.items() if s is CheckStatus.FAILED] == []
-    # No check is skipped: each has something to look at in the tiny tree (3 class
-    # folders, 3 cases all in the release manifest, 338 image files and the 305-case
-    # manifest), so "skipped" here would mean a check silently examined nothing.
-    assert [c for c, s in statuses.items() if s is CheckStatus.SKIPPED] == []
-    assert all(s is CheckStatus.PASSED for s in statuses.values())
+    # No check is skipped but the two that need every case of a class: each has something
+    # to look at in the tiny tree (3 class folders, 3 cases all in the release manifest,
+    # 338 image files, the 305-case manifest and the label files), so "skipped" here
+    # would mean a check silently examined nothing.
+    skipped = [c for c, s in statuses.items() if s is CheckStatus.SKIPPED]
+    assert sorted(skipped) == ["demographics.age", "demographics.sex"]
+    assert all(s is CheckStatus.PASSED for c, s in statuses.items() if c not in skipped)
 
     examined = {r.check_id: r.examined for r in report.results}
     assert examined["dicom.unreadable"] == TINY_FILES
@@ -125,9 +161,19 @@ def test_clean_tiny_release_profile(clean_tiny: Path) -> None:
     assert not report.valid
     assert report.exit_code == 1
     errors = [f for f in report.active if f.severity is Severity.ERROR]
-    assert {f.check_id for f in errors} == {"structure.case_dir.missing", "counts.class"}
+    assert {f.check_id for f in errors} == {
+        "structure.case_dir.missing",
+        "counts.class",
+        "labels.index.case_missing",
+    }
     assert report.count(Severity.WARNING) == 0
-    assert report.count(Severity.INFO) == 0
+    # what update 1 changed is information under any profile
+    assert {f.check_id for f in report.active if f.severity is Severity.INFO} == {
+        "labels.version_diff"
+    }
+    labelled_absent = [f for f in errors if f.check_id == "labels.index.case_missing"]
+    assert len(labelled_absent) == 79 - 1  # one error per absent labelled case
+    assert all(f.path is None and f.actual is None for f in labelled_absent)
 
     missing = [f for f in errors if f.check_id == "structure.case_dir.missing"]
     absent = sorted(set(RELEASE.manifest) - TINY_IDS)
@@ -141,7 +187,12 @@ def test_clean_tiny_release_profile(clean_tiny: Path) -> None:
     assert counts == sorted((s.expected_cases, 1) for s in RELEASE.classes.values())
 
     failed = {r.check_id for r in report.results if r.status is CheckStatus.FAILED}
-    assert failed == {"structure.case_dir.missing", "counts.class"}
+    assert failed == {
+        "structure.case_dir.missing",
+        "counts.class",
+        "labels.index.case_missing",
+        "labels.version_diff",
+    }
     validate_report(report.to_json())
 
 

@@ -48,7 +48,7 @@ def test_release_demographics_reproduce_the_published_table(release) -> None:
 
 
 def test_release_labels_reproduce_the_published_totals(release, tmp_path: Path) -> None:
-    synth._write_labels(tmp_path, release, seed=0, full=True)
+    synth._write_labels(tmp_path, release, seed=0)
     slices = np.load(tmp_path / "Slice-level-labels.npy", allow_pickle=False)
     lobes = np.load(tmp_path / "Lobe-level-labels.npy", allow_pickle=False)
     slices_u = np.load(tmp_path / "Slice-level-labels-updated-1.npy", allow_pickle=False)
@@ -56,6 +56,8 @@ def test_release_labels_reproduce_the_published_totals(release, tmp_path: Path) 
     assert slices.shape == (79, 200) and lobes.shape == (79, 200, 5)
     assert int(slices.sum()) == 4957 and int(slices_u.sum()) == 4993
     assert (slices == lobes.any(axis=2)).all() and (slices_u == lobes_u.any(axis=2)).all()
+    # clean dtypes (the release's float64 / int32 mix is the defect 'labels-dtype')
+    assert {a.dtype for a in (slices, lobes, slices_u, lobes_u)} == {np.dtype(np.int64)}
     # Update 1 revises P001 and P006 (rows 0 and 5) only.
     changed = {int(i) for i in np.flatnonzero((lobes != lobes_u).any(axis=(1, 2)))}
     assert changed <= {0, 5} and changed

@@ -2,6 +2,15 @@
 
 from __future__ import annotations
 
-from . import conformance, counts, deid, dicom, geometry, structure
+from . import conformance, counts, deid, demographics, dicom, geometry, labels, structure
 
-__all__ = ["conformance", "counts", "deid", "dicom", "geometry", "structure"]
+__all__ = [
+    "conformance",
+    "counts",
+    "deid",
+    "demographics",
+    "dicom",
+    "geometry",
+    "labels",
+    "structure",
+]

@@ -1,8 +1,9 @@
-"""Counts: cases per class and slices per case against the release."""
+"""Counts: cases per class, slices per case and labelled cases against the release."""
 
 from __future__ import annotations
 
 from ..findings import Severity
+from ..labelstats import index_view
 from ..registry import CheckContext, Sink, check
 
 
@@ -58,3 +59,26 @@ def case_slices(ctx: CheckContext, sink: Sink) -> int:
                 actual=row.n_files,
             )
     return examined
+
+
+@check("counts.labelled", Severity.ERROR)
+def labelled(ctx: CheckContext, sink: Sink) -> int:
+    """``Index.csv`` lists a different number of labelled cases per class than published.
+
+    The release labels 54 COVID-19 and 25 CAP cases; a different count means rows were lost,
+    added or given another diagnosis. Fix: compare the Index with the release's.
+    """
+    view = index_view(ctx.scan) if ctx.scan.labels is not None else None
+    if view is None:
+        return 0
+    for key, expected in ctx.profile.published.labelled.items():
+        spec = ctx.profile.classes[key]
+        n = int((view.rows["class_key"] == key).sum())
+        if n != expected:
+            sink.add(
+                f"Index.csv lists {n} labelled {spec.label} cases, the release {expected}",
+                path=ctx.scan.labels.index.path if ctx.scan.labels else None,
+                expected=expected,
+                actual=n,
+            )
+    return len(ctx.profile.published.labelled)

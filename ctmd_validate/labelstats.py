@@ -1,0 +1,477 @@
+"""Figures derived from the label files and the images, computed once per scan.
+
+The label checks and the report's ``stats`` and ``inferred`` sections read the same
+objects, so a number in the report is exactly the number a check compared.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import weakref
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from .labelfiles import LabelFiles
+from .profiles import Profile
+from .scan import ScanResult
+
+__all__ = [
+    "ClassDemographics",
+    "IndexView",
+    "Orientation",
+    "demographics",
+    "index_view",
+    "orientation",
+    "slice_counts",
+    "stats_json",
+    "version_totals",
+]
+
+_AGE_YEARS = re.compile(r"^(\d{3})Y$")
+ORDERS = ("slice_location_descending", "slice_location_ascending", "undetermined")
+
+
+@dataclass(frozen=True)
+class IndexView:
+    """Index rows as numbers, and which array row each labelled case is in.
+
+    ``mapping`` is ``label_index`` when "Label Index" runs exactly 0..n-1 (any order),
+    otherwise ``position``: row k of the file is row k of the arrays, the only reading
+    left when the column cannot be trusted.
+    """
+
+    rows: pd.DataFrame  # line, label_index (Int64), diagnosis, relative_path, case_id, class_key
+    n_array_rows: int | None
+    mapping: str
+    row_of: dict[str, int]  # case id -> array row (rows that exist in the arrays)
+    missing: tuple[int, ...]  # values of 0..n-1 no row carries
+    duplicated: tuple[int, ...]
+    invalid_lines: tuple[int, ...]  # lines whose Label Index is not an integer
+
+
+@dataclass(frozen=True)
+class Orientation:
+    """The slice order of the labels, inferred from where upper and lower lobes lie."""
+
+    value: str
+    index0: str | None  # "cranial", "caudal" or None
+    agreeing: tuple[str, ...]
+    disagreeing: tuple[str, ...]
+    evidence: dict[str, dict[str, float]]  # case id -> upper/lower centroids (slice index)
+    without_evidence: int
+    slice_location: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class ClassDemographics:
+    label: str
+    cases: int
+    expected_cases: int
+    male: int
+    female: int
+    other: int
+    ages: tuple[int, ...]
+    not_in_years: int
+
+    @property
+    def complete(self) -> bool:
+        return self.cases == self.expected_cases
+
+    @property
+    def age_mean(self) -> float | None:
+        return float(np.mean(self.ages)) if self.ages else None
+
+    @property
+    def age_sd(self) -> float | None:
+        return float(np.std(self.ages)) if self.ages else None  # population SD (ddof=0)
+
+
+_CACHE: weakref.WeakKeyDictionary[ScanResult, dict[str, Any]] = weakref.WeakKeyDictionary()
+
+
+def _cached(scan: ScanResult, key: str, make: Any) -> Any:
+    store = _CACHE.setdefault(scan, {})
+    if key not in store:
+        store[key] = make()
+    return store[key]
+
+
+def labels_of(scan: ScanResult) -> LabelFiles:
+    if scan.labels is None:
+        raise ValueError("this scan read no label files")
+    return scan.labels
+
+
+def reference_array(scan: ScanResult, level: str = "slice") -> np.ndarray | None:
+    """The reference version's array of ``level``, else any version's."""
+    labels = labels_of(scan)
+    spec = scan.profile.labels
+    names = [spec.reference_version, *(v.name for v in spec.versions)]
+    for name in names:
+        array = labels.array(name, level)
+        if array is not None:
+            return array
+    return None
+
+
+def _n_array_rows(scan: ScanResult) -> int | None:
+    for level in ("slice", "lobe"):
+        array = reference_array(scan, level)
+        if array is not None and array.ndim >= 1:
+            return int(array.shape[0])
+    return None
+
+
+def index_view(scan: ScanResult) -> IndexView | None:
+    """The Index rows as numbers and the case-to-array-row mapping (None: no index rows)."""
+
+    def make() -> IndexView | None:
+        index = labels_of(scan).index
+        if index.rows is None:
+            return None
+        rows = index.rows.copy()
+        rows["label_index"] = pd.to_numeric(
+            rows["label_index"].where(rows["label_index"].str.fullmatch(r"\s*[0-9]+\s*")),
+            errors="coerce",
+        ).astype("Int64")
+        by_label = {s.label: k for k, s in scan.profile.classes.items()}
+        rows["class_key"] = rows["diagnosis"].map(by_label)
+        n = len(rows)
+        values = [int(v) for v in rows["label_index"].dropna()]
+        counts = Counter(values)
+        missing = tuple(sorted(set(range(n)) - set(values)))
+        duplicated = tuple(sorted(v for v, c in counts.items() if c > 1))
+        invalid = tuple(int(x) for x in rows.loc[rows["label_index"].isna(), "line"])
+        n_rows = _n_array_rows(scan)
+        exact = not missing and not duplicated and not invalid
+        mapping = "label_index" if exact else "position"
+        row_of: dict[str, int] = {}
+        for position, (case_id, value) in enumerate(
+            zip(rows["case_id"], rows["label_index"], strict=True)
+        ):
+            row = int(value) if exact else position
+            if (n_rows is None or row < n_rows) and case_id not in row_of:
+                row_of[str(case_id)] = row
+        return IndexView(rows, n_rows, mapping, row_of, missing, duplicated, invalid)
+
+    return _cached(scan, "index_view", make)  # type: ignore[no-any-return]
+
+
+def slice_counts(scan: ScanResult) -> dict[str, tuple[int, str]]:
+    """Slice count per case id: from the images when the case is present, else the manifest."""
+
+    def make() -> dict[str, tuple[int, str]]:
+        out = {cid: (m.n_slices, "release manifest") for cid, m in scan.profile.manifest.items()}
+        present = scan.cases.drop_duplicates("case_id")
+        for case_id, n in zip(present["case_id"], present["n_files"], strict=True):
+            out[str(case_id)] = (int(n), "images")
+        return out
+
+    return _cached(scan, "slice_counts", make)  # type: ignore[no-any-return]
+
+
+def padding_violations(scan: ScanResult, row_of: dict[str, int]) -> dict[str, list[int]]:
+    """Cases whose reference slice labels are positive at or past their slice count."""
+    array = reference_array(scan, "slice")
+    counts = slice_counts(scan)
+    out: dict[str, list[int]] = {}
+    if array is None or array.ndim != 2:
+        return out
+    for case_id, row in row_of.items():
+        if case_id not in counts or row >= array.shape[0]:
+            continue
+        n = counts[case_id][0]
+        past = np.flatnonzero(np.asarray(array[row, n:]) != 0)
+        if past.size:
+            out[case_id] = [int(n + p) for p in past]
+    return out
+
+
+def version_totals(scan: ScanResult) -> dict[str, dict[str, Any]]:
+    """Infected slices and positive lobe cells per label version, against published figures."""
+
+    def make() -> dict[str, dict[str, Any]]:
+        labels = labels_of(scan)
+        published = scan.profile.published.infected_slices
+        out: dict[str, dict[str, Any]] = {}
+        for version in scan.profile.labels.versions:
+            entry: dict[str, Any] = {}
+            for level in ("slice", "lobe"):
+                item = labels.arrays.get((version.name, level))
+                array = None if item is None else item.array
+                entry[f"{level}_file"] = None if item is None else item.path
+                entry[f"{level}_shape"] = None if array is None else list(array.shape)
+                entry[f"{level}_dtype"] = None if array is None else str(array.dtype)
+            slices = labels.array(version.name, "slice")
+            lobes = labels.array(version.name, "lobe")
+            entry["infected_slices"] = None if slices is None else int(np.count_nonzero(slices))
+            entry["positive_lobe_cells"] = None if lobes is None else int(np.count_nonzero(lobes))
+            entry["published_infected_slices"] = published.get(version.name)
+            entry["reproduces_published"] = (
+                None
+                if version.name not in published or entry["infected_slices"] is None
+                else entry["infected_slices"] == published[version.name]
+            )
+            out[version.name] = entry
+        return out
+
+    return _cached(scan, "version_totals", make)  # type: ignore[no-any-return]
+
+
+def non_infected(scan: ScanResult) -> dict[str, Any]:
+    """The published "slices without infection": normal + labelled slices - infected ones.
+
+    Computed from the image files, so only when every normal case and every labelled case
+    of the Index is present.
+    """
+
+    def make() -> dict[str, Any]:
+        pub = scan.profile.published
+        ref = scan.profile.labels.reference_version
+        out: dict[str, Any] = {
+            "published": pub.non_infected_slices,
+            "version": ref,
+            "computed": None,
+            "by_version": {},
+            "reason": None,
+        }
+        view = index_view(scan)
+        cases = scan.cases.drop_duplicates("case_id")
+        n_files = dict(zip(cases["case_id"], cases["n_files"], strict=True))
+        absent: list[str] = []
+        total = 0
+        for key in pub.non_infected_classes:
+            spec = scan.profile.classes[key]
+            of_class = cases[cases["class_key"] == key]
+            if len(of_class) < spec.expected_cases:
+                absent.append(f"{spec.expected_cases - len(of_class)} {spec.label} cases")
+            total += int(of_class["n_files"].sum())
+        if view is None:
+            out["reason"] = "Index.csv could not be read"
+            return out
+        labelled = [str(c) for c in view.rows["case_id"]]
+        gone = [c for c in labelled if c not in n_files]
+        if gone:
+            absent.append(f"{len(gone)} labelled cases")
+        if absent:
+            out["reason"] = "needs the complete release; absent: " + ", ".join(absent)
+            return out
+        total += sum(int(n_files[c]) for c in dict.fromkeys(labelled))
+        for name, entry in version_totals(scan).items():
+            if entry["infected_slices"] is not None:
+                out["by_version"][name] = total - int(entry["infected_slices"])
+        out["computed"] = out["by_version"].get(ref)
+        if out["computed"] is None:
+            out["reason"] = f"the {ref} slice labels could not be read"
+        return out
+
+    return _cached(scan, "non_infected", make)  # type: ignore[no-any-return]
+
+
+def _slice_location_direction(scan: ScanResult) -> dict[str, Any]:
+    """Does Slice Location grow towards the head? Measured per present case from the images."""
+    files = scan.readable.dropna(subset=["slice_location", "ipp_2"])
+    towards_head = towards_feet = 0
+    for _key, group in files.groupby("case_key"):
+        if len(group) < 2 or group["slice_location"].nunique() < 2:
+            continue
+        corr = np.corrcoef(group["slice_location"], group["ipp_2"])[0, 1]
+        if not math.isfinite(corr):
+            continue
+        if corr > 0:
+            towards_head += 1
+        else:
+            towards_feet += 1
+    if towards_head == towards_feet == 0:
+        return {
+            "increases_towards": "head",
+            "source": "assumed (no images to measure): DICOM patient z grows towards the head",
+            "cases_head": 0,
+            "cases_feet": 0,
+        }
+    return {
+        "increases_towards": "head" if towards_head >= towards_feet else "feet",
+        "source": "images",
+        "cases_head": towards_head,
+        "cases_feet": towards_feet,
+    }
+
+
+def orientation(scan: ScanResult) -> Orientation:
+    """Infer which end of the slice axis index 0 is, from every case with both lobe groups.
+
+    Upper lobes (LUL, RUL) lie cranial to the lower lobes (LLL, RLL): a case whose upper-lobe
+    labels have the smaller mean slice index is labelled head first.
+    """
+
+    def make() -> Orientation:
+        spec = scan.profile.labels
+        lobes = reference_array(scan, "lobe")
+        view = index_view(scan)
+        direction = _slice_location_direction(scan)
+        if lobes is None or view is None or lobes.ndim != 3 or lobes.shape[2] != len(spec.lobes):
+            return Orientation("undetermined", None, (), (), {}, 0, direction)
+        upper = [spec.lobes.index(x) for x in spec.upper_lobes]
+        lower = [spec.lobes.index(x) for x in spec.lower_lobes]
+        votes: dict[str, str] = {}
+        evidence: dict[str, dict[str, float]] = {}
+        without = 0
+        for case_id, row in view.row_of.items():
+            cells = np.asarray(lobes[row]) != 0
+            up = np.flatnonzero(cells[:, upper].any(axis=1))
+            low = np.flatnonzero(cells[:, lower].any(axis=1))
+            if not up.size or not low.size or up.mean() == low.mean():
+                without += 1
+                continue
+            evidence[case_id] = {
+                "upper_mean_index": round(float(up.mean()), 2),
+                "lower_mean_index": round(float(low.mean()), 2),
+            }
+            votes[case_id] = "cranial" if up.mean() < low.mean() else "caudal"
+        tally = Counter(votes.values())
+        if not votes or tally["cranial"] == tally["caudal"]:
+            return Orientation(
+                "undetermined", None, (), tuple(sorted(votes)), evidence, without, direction
+            )
+        index0 = "cranial" if tally["cranial"] > tally["caudal"] else "caudal"
+        head_up = direction["increases_towards"] == "head"
+        descending = (index0 == "cranial") == head_up
+        value = "slice_location_descending" if descending else "slice_location_ascending"
+        agree = tuple(sorted(c for c, v in votes.items() if v == index0))
+        disagree = tuple(sorted(c for c, v in votes.items() if v != index0))
+        return Orientation(value, index0, agree, disagree, evidence, without, direction)
+
+    return _cached(scan, "orientation", make)  # type: ignore[no-any-return]
+
+
+def _mode(values: pd.Series) -> str | None:
+    values = values.dropna().astype(str).str.strip()
+    values = values[values != ""]
+    return None if values.empty else str(values.mode().iloc[0])
+
+
+def case_demographics(scan: ScanResult) -> pd.DataFrame:
+    """One row per case: its sex and age (the most common value among its readable files)."""
+
+    def make() -> pd.DataFrame:
+        files = scan.readable
+        sex = files.groupby("case_key")["patient_sex"].agg(_mode)
+        age = files.groupby("case_key")["patient_age"].agg(_mode)
+        cases = scan.cases[["case_key", "case_id", "class_key"]].copy()
+        cases["sex"] = cases["case_key"].map(sex)
+        cases["age"] = cases["case_key"].map(age)
+        return cases
+
+    return _cached(scan, "case_demographics", make)  # type: ignore[no-any-return]
+
+
+def demographics(scan: ScanResult) -> dict[str, ClassDemographics]:
+    """Sex counts and ages per class, the way the published table was computed."""
+
+    def make() -> dict[str, ClassDemographics]:
+        per_case = case_demographics(scan)
+        out: dict[str, ClassDemographics] = {}
+        for key, spec in scan.profile.classes.items():
+            group = per_case[per_case["class_key"] == key]
+            sexes = Counter(str(s).upper() for s in group["sex"].dropna())
+            ages: list[int] = []
+            not_years = 0
+            for value in group["age"].dropna():
+                match = _AGE_YEARS.match(str(value))
+                if match:
+                    ages.append(int(match.group(1)))
+                else:
+                    not_years += 1
+            out[key] = ClassDemographics(
+                label=spec.label,
+                cases=len(group),
+                expected_cases=spec.expected_cases,
+                male=sexes.get("M", 0),
+                female=sexes.get("F", 0),
+                other=sum(v for k, v in sexes.items() if k not in {"M", "F"}),
+                ages=tuple(ages),
+                not_in_years=not_years,
+            )
+        return out
+
+    return _cached(scan, "demographics", make)  # type: ignore[no-any-return]
+
+
+def _round(value: float | None, digits: int = 2) -> float | None:
+    return None if value is None else round(value, digits)
+
+
+def stats_json(scan: ScanResult) -> dict[str, Any]:
+    """The report's ``stats`` section: every recomputed figure next to the published one."""
+    profile: Profile = scan.profile
+    out: dict[str, Any] = {"published_source": profile.published.source}
+    if scan.labels is not None:
+        view = index_view(scan)
+        labelled: dict[str, int] = {}
+        if view is not None:
+            for key in profile.published.labelled:
+                spec = profile.classes[key]
+                labelled[spec.label] = int((view.rows["class_key"] == key).sum())
+        out["labels"] = {
+            "directory": scan.labels.directory,
+            "index_rows": None if view is None else len(view.rows),
+            "array_rows": None if view is None else view.n_array_rows,
+            "row_mapping": None if view is None else view.mapping,
+            "labelled_cases": labelled,
+            "published_labelled_cases": {
+                profile.classes[k].label: v for k, v in profile.published.labelled.items()
+            },
+            "versions": version_totals(scan),
+            "non_infected_slices": non_infected(scan),
+        }
+    demo: dict[str, Any] = {}
+    for key, d in demographics(scan).items():
+        pub = profile.published.demographics.get(key)
+        demo[d.label] = {
+            "cases": d.cases,
+            "complete": d.complete,
+            "male": d.male,
+            "female": d.female,
+            "other": d.other,
+            "ages_in_years": len(d.ages),
+            "age_mean": _round(d.age_mean),
+            "age_sd": _round(d.age_sd),
+            "published": None
+            if pub is None
+            else {
+                "cases": d.expected_cases,
+                "male": pub.male,
+                "female": pub.female,
+                "age_mean": pub.age_mean,
+                "age_sd": pub.age_sd,
+            },
+        }
+    out["demographics"] = demo
+    return out
+
+
+def inferred_json(scan: ScanResult) -> dict[str, Any]:
+    """The report's ``inferred`` section: the labels' slice order and its evidence."""
+    if scan.labels is None:
+        return {}
+    o = orientation(scan)
+    return {
+        "label_slice_order": {
+            "value": o.value,
+            "index_0": o.index0,
+            "cases_agreeing": len(o.agreeing),
+            "cases_disagreeing": list(o.disagreeing),
+            "cases_without_evidence": o.without_evidence,
+            "slice_location": o.slice_location,
+            "method": (
+                "per labelled case with both upper-lobe (LUL, RUL) and lower-lobe (LLL, RLL) "
+                "labels: upper lobes at the smaller mean slice index means index 0 is the "
+                "cranial end; combined with the direction in which Slice Location grows"
+            ),
+        }
+    }
