@@ -191,7 +191,6 @@ def test_clean_tiny_release_profile(clean_tiny: Path) -> None:
         "structure.case_dir.missing",
         "counts.class",
         "labels.index.case_missing",
-        "labels.version_diff",
     }
     validate_report(report.to_json())
 
