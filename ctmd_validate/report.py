@@ -177,6 +177,29 @@ class Report:
         path.write_text(text, encoding="utf-8")
         return path
 
+    def _label_lines(self) -> list[str]:
+        """Two lines on the labels: their slice order and each version's infected total."""
+        if self.scan.labels is None:
+            return []
+        order = inferred_json(self.scan)["label_slice_order"]
+        head = f"labels: slice order {order['value']}"
+        if order["index_0"]:
+            head += (
+                f" (index 0 = {order['index_0']} end; {order['cases_agreeing']} cases agree, "
+                f"{len(order['cases_disagreeing'])} disagree)"
+            )
+        totals = []
+        for name, entry in stats_json(self.scan)["labels"]["versions"].items():
+            if entry["infected_slices"] is None:
+                totals.append(f"{name} unreadable")
+                continue
+            text = f"{name} {entry['infected_slices']}"
+            if entry["published_infected_slices"] is not None:
+                mark = "=" if entry["reproduces_published"] else "≠"
+                text += f" ({mark} published {entry['published_infected_slices']})"
+            totals.append(text)
+        return [head, "infected slices: " + ", ".join(totals)]
+
     def summary(self, *, per_group: int = 3) -> str:
         """A short human summary: counts, then findings grouped by check id."""
         n_err, n_warn, n_info = (self.count(s) for s in Severity)
@@ -189,6 +212,7 @@ class Report:
             + f": {n_err} errors, {n_warn} warnings, {n_info} info"
             + (f", {waived} waived" if waived else ""),
         ]
+        lines.extend(self._label_lines())
         groups: dict[tuple[int, str], list[Finding]] = defaultdict(list)
         for f in self.active:
             groups[(f.severity.rank, f.check_id)].append(f)

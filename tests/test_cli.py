@@ -344,3 +344,49 @@ def test_console_script_exit_codes(make_tree, tmp_path):
     )
     assert proc.returncode == 2
     assert "ctmd-validate: error:" in proc.stderr
+
+
+# --------------------------------------------------------------------------- labels
+
+
+LABEL_FILES = (
+    "Index.csv",
+    "Slice-level-labels.npy",
+    "Lobe-level-labels.npy",
+    "Slice-level-labels-updated-1.npy",
+    "Lobe-level-labels-updated-1.npy",
+)
+
+
+def test_labels_option_reads_label_files_from_another_folder(make_tree, tmp_path, capsys):
+    tree = make_tree()
+    elsewhere = tmp_path / "labels"
+    elsewhere.mkdir()
+    for name in LABEL_FILES:
+        (tree / name).rename(elsewhere / name)
+    out = tmp_path / "r.json"
+    # without --labels: every label file is missing (info under subset), nothing else breaks
+    rc, _o, _e = run_cli(capsys, "check", tree, "--profile", "subset", "--report", out, "--quiet")
+    data = json.loads(out.read_text(encoding="utf-8"))
+    missing = [f for f in data["findings"] if f["id"] == "labels.file.missing"]
+    assert rc == 0 and sorted(f["expected"] for f in missing) == sorted(LABEL_FILES)
+    assert data["inferred"]["label_slice_order"]["value"] == "undetermined"
+    # with --labels: found, judged, and the slice order inferred
+    rc, stdout, _e = run_cli(
+        capsys, "check", tree, "--profile", "subset", "--labels", elsewhere, "--report", out
+    )
+    data = json.loads(out.read_text(encoding="utf-8"))
+    validate_report(data)
+    assert rc == 0
+    assert not [f for f in data["findings"] if f["id"].startswith("labels.file.")]
+    assert data["stats"]["labels"]["directory"] == str(elsewhere)
+    assert data["stats"]["labels"]["versions"]["original"]["reproduces_published"] is True
+    assert data["inferred"]["label_slice_order"]["value"] == "slice_location_descending"
+    assert "labels: slice order slice_location_descending" in stdout
+    assert "infected slices: original 4957 (= published 4957), updated-1 4993" in stdout
+
+
+def test_labels_option_missing_folder_exits_2(clean_tiny, tmp_path, capsys):
+    rc, out, err = run_cli(capsys, "check", clean_tiny, "--labels", tmp_path / "absent")
+    assert rc == 2
+    assert "labels folder" in err and out == ""

@@ -57,3 +57,25 @@ def test_installed_package_ships_schemas(tmp_path: Path) -> None:
     assert proc.returncode == 0, proc.stderr
     where, *present = json.loads(proc.stdout)
     assert all(present), f"schemas missing from the installed package at {where}"
+
+
+def test_readme_label_loading_recipe_runs_on_the_real_sample(sample_root: Path) -> None:
+    """The README's "how to load labels" code works and lines labels up with the slices."""
+    import numpy as np
+
+    text = (REPO / "README.md").read_text(encoding="utf-8")
+    section = text.split("## Labels: slice order, and how to load them", 1)[1]
+    code = section.split("```python", 1)[1].split("```", 1)[0]
+    # the public sample keeps its class folders one level down, in "Sample data/"
+    code = code.replace('Path("COVID-CT-MD")', f"Path({str(sample_root)!r})")
+    code = code.replace('root / "COVID-19 subjects"', 'root / "Sample data" / "COVID-19 subjects"')
+    scope: dict[str, object] = {}
+    exec(compile(code, "README.md", "exec"), scope)
+    files = scope["files"]
+    labels = scope["labels"]
+    infected = scope["infected"]
+    assert isinstance(files, list) and isinstance(labels, np.ndarray)
+    assert len(labels) == len(files) == 148  # P001's slices; the rest of the row is padding
+    assert 0 < len(infected) == int(np.count_nonzero(labels))
+    # the labels' row for P001 is Index row 0 under either reading of "Label Index"
+    assert scope["row_of"]["P001"] == 0  # type: ignore[index]

@@ -383,3 +383,31 @@ def test_real_sample_plugin_run(pytester, sample_root, sample_report):
     for f in sample_report.active:
         if f.severity in (Severity.ERROR, Severity.WARNING) and f.path:
             assert f.path in text, f.path
+
+
+def test_ctmd_labels_option(pytester, make_tree, tmp_path):
+    """``--ctmd-labels DIR`` finds label files kept outside the dataset tree."""
+    tree = make_tree()
+    elsewhere = tmp_path / "labels"
+    elsewhere.mkdir()
+    for name in ("Index.csv", *(p.name for p in tree.glob("*.npy"))):
+        (tree / name).rename(elsewhere / name)
+    report_file = pytester.path / "r.json"
+    result = pytester.runpytest_inprocess(
+        f"--dataset-root={tree}",
+        "--ctmd-profile=subset",
+        "--ctmd-jobs=1",
+        f"--ctmd-labels={elsewhere}",
+        f"--ctmd-report={report_file}",
+        "-k",
+        "labels",
+    )
+    assert result.ret == pytest.ExitCode.OK
+    data = json.loads(report_file.read_text(encoding="utf-8"))
+    assert [f for f in data["findings"] if f["id"].startswith("labels.file.")] == []
+    assert data["inferred"]["label_slice_order"]["value"] == "slice_location_descending"
+    bad = pytester.runpytest_inprocess(
+        f"--dataset-root={tree}", f"--ctmd-labels={tmp_path / 'absent'}", *PLUGIN
+    )
+    assert bad.ret == pytest.ExitCode.USAGE_ERROR
+    bad.stderr.fnmatch_lines(["*--ctmd-labels*absent*"])
