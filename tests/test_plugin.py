@@ -34,12 +34,18 @@ def case_ids(report: Report) -> list[str]:
     return sorted(set(report.scan.cases["case_id"]))
 
 
+def item_cases(report: Report, check_id: str) -> list[str]:
+    """Cases of a per-case check's items: every present case, and every case it names."""
+    named = {f.case for f in report.result(check_id).findings if f.case}
+    return sorted(set(case_ids(report)) | named)
+
+
 def item_names(report: Report) -> list[str]:
     """The item names the plugin must collect for this report's dataset."""
     names = []
     for check_id, spec in sorted(REGISTRY.items()):
         if spec.scope == "case":
-            names.extend(f"{check_id}[{case}]" for case in case_ids(report))
+            names.extend(f"{check_id}[{case}]" for case in item_cases(report, check_id))
         else:
             names.append(check_id)
     return names
@@ -50,7 +56,9 @@ def expected_outcomes(report: Report) -> dict[str, set[str]]:
     out: dict[str, set[str]] = {"failed": set(), "warned": set(), "skipped": set()}
     for check_id, spec in REGISTRY.items():
         result = report.result(check_id)
-        cases = case_ids(report) if spec.scope == "case" else [None]
+        cases: list[str | None] = [None]
+        if spec.scope == "case":
+            cases = list(item_cases(report, check_id))
         for case in cases:
             name = check_id if case is None else f"{check_id}[{case}]"
             if result.status is CheckStatus.SKIPPED:
@@ -128,7 +136,7 @@ def test_defects_fail_the_right_items_and_report_is_written(pytester, make_tree)
         "--ctmd-report",
         str(report_file),
     )
-    total = n_items(len(case_ids(expected)))
+    total = len(item_names(expected))
     result.assert_outcomes(
         failed=len(outcomes["failed"]),
         passed=total - len(outcomes["failed"]) - len(outcomes["skipped"]),
@@ -173,7 +181,7 @@ def test_warning_only_defect_passes_with_warnings(pytester, make_tree):
     result = pytester.runpytest_subprocess(
         "--dataset-root", str(tree), "--ctmd-profile", "subset", *PLUGIN, "-v"
     )
-    total = n_items(len(case_ids(expected)))
+    total = len(item_names(expected))
     result.assert_outcomes(
         passed=total - len(outcomes["skipped"]), skipped=len(outcomes["skipped"])
     )
@@ -365,7 +373,7 @@ def test_real_sample_plugin_run(pytester, sample_root, sample_report):
         "-rf",
     )
     assert snapshot(sample_root) == before
-    total = n_items(len(case_ids(sample_report)))
+    total = len(item_names(sample_report))
     n_failed, n_skipped = len(outcomes["failed"]), len(outcomes["skipped"])
     result.assert_outcomes(
         failed=n_failed,
@@ -411,3 +419,27 @@ def test_ctmd_labels_option(pytester, make_tree, tmp_path):
     )
     assert bad.ret == pytest.ExitCode.USAGE_ERROR
     bad.stderr.fnmatch_lines(["*--ctmd-labels*absent*"])
+
+
+def test_findings_on_cases_without_images_get_items(pytester, make_tree):
+    """A per-case label finding on a labelled case whose images are absent still fails CI."""
+    tree = make_tree(["labels-capacity"])
+    expected = validate(tree, "subset", jobs=1)
+    capacity = expected.result("labels.capacity").findings
+    absent = sorted({f.case for f in capacity} - set(case_ids(expected)))
+    assert absent, "the defect should judge labelled cases that have no images here"
+    result = pytester.runpytest_inprocess(
+        f"--dataset-root={tree}",
+        "--ctmd-profile=subset",
+        "--ctmd-jobs=1",
+        *PLUGIN,
+        "-k",
+        "labels.capacity",
+        "-v",
+    )
+    result.assert_outcomes(
+        failed=len({f.case for f in capacity}),
+        passed=len(case_ids(expected)) - len({f.case for f in capacity} & set(case_ids(expected))),
+    )
+    for case in absent:
+        result.stdout.fnmatch_lines([f"*ctmd::{glob_escape(f'labels.capacity[{case}]')} FAILED*"])
