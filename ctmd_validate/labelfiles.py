@@ -50,7 +50,9 @@ class IndexFile:
     name: str
     path: str | None
     header: tuple[str, ...] | None = None
-    rows: pd.DataFrame | None = None  # INDEX_FIELDS + "line" (1-based line in the file)
+    #: INDEX_FIELDS + "line" (1-based line in the file) + "position" (0-based data line,
+    #: malformed lines included: line k of the data is row k of the arrays)
+    rows: pd.DataFrame | None = None
     error: str | None = None  # the file could not be read at all
     ragged: tuple[tuple[int, int], ...] = ()  # (line, number of fields) of malformed lines
 
@@ -124,14 +126,17 @@ def read_index(path: Path, columns: tuple[str, ...]) -> IndexFile:
     header = tuple(h.strip() for h in lines[0])
     records: list[dict[str, object]] = []
     ragged: list[tuple[int, int]] = []
+    position = 0  # data lines so far: a malformed line still holds its array row
     for number, fields in enumerate(lines[1:], start=2):
         if not fields or all(not f.strip() for f in fields):
             continue  # blank line
         if len(fields) != len(columns):
             ragged.append((number, len(fields)))
-            continue
-        records.append({"line": number, **dict(zip(INDEX_FIELDS, fields, strict=True))})
-    rows = pd.DataFrame.from_records(records, columns=["line", *INDEX_FIELDS])
+        else:
+            record = dict(zip(INDEX_FIELDS, fields, strict=True))
+            records.append({"line": number, "position": position, **record})
+        position += 1
+    rows = pd.DataFrame.from_records(records, columns=["line", "position", *INDEX_FIELDS])
     return IndexFile(name, str(path), header=header, rows=rows, ragged=tuple(ragged))
 
 

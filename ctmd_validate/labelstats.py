@@ -45,13 +45,15 @@ class IndexView:
     left when the column cannot be trusted.
     """
 
-    rows: pd.DataFrame  # line, label_index (Int64), diagnosis, relative_path, case_id, class_key
+    rows: pd.DataFrame  # line, position, label_index (Int64), diagnosis, …, class_key
+    n_lines: int  # data lines of the file, malformed ones included
     n_array_rows: int | None
     mapping: str
     row_of: dict[str, int]  # case id -> array row (rows that exist in the arrays)
     missing: tuple[int, ...]  # values of 0..n-1 no row carries
     duplicated: tuple[int, ...]
     invalid_lines: tuple[int, ...]  # lines whose Label Index is not an integer
+    ragged_lines: tuple[int, ...]  # lines with the wrong number of fields (case unknown)
 
 
 @dataclass(frozen=True)
@@ -141,23 +143,24 @@ def index_view(scan: ScanResult) -> IndexView | None:
         ).astype("Int64")
         by_label = {s.label: k for k, s in scan.profile.classes.items()}
         rows["class_key"] = rows["diagnosis"].map(by_label)
-        n = len(rows)
+        ragged = tuple(line for line, _n in index.ragged)
+        n = len(rows) + len(ragged)
         values = [int(v) for v in rows["label_index"].dropna()]
         counts = Counter(values)
         missing = tuple(sorted(set(range(n)) - set(values)))
         duplicated = tuple(sorted(v for v, c in counts.items() if c > 1))
         invalid = tuple(int(x) for x in rows.loc[rows["label_index"].isna(), "line"])
         n_rows = _n_array_rows(scan)
-        exact = not missing and not duplicated and not invalid
+        exact = not missing and not duplicated and not invalid and not ragged
         mapping = "label_index" if exact else "position"
         row_of: dict[str, int] = {}
-        for position, (case_id, value) in enumerate(
-            zip(rows["case_id"], rows["label_index"], strict=True)
+        for position, case_id, value in zip(
+            rows["position"], rows["case_id"], rows["label_index"], strict=True
         ):
-            row = int(value) if exact else position
+            row = int(value) if exact else int(position)
             if (n_rows is None or row < n_rows) and case_id not in row_of:
                 row_of[str(case_id)] = row
-        return IndexView(rows, n_rows, mapping, row_of, missing, duplicated, invalid)
+        return IndexView(rows, n, n_rows, mapping, row_of, missing, duplicated, invalid, ragged)
 
     return _cached(scan, "index_view", make)  # type: ignore[no-any-return]
 
@@ -419,7 +422,7 @@ def stats_json(scan: ScanResult) -> dict[str, Any]:
                 labelled[spec.label] = int((view.rows["class_key"] == key).sum())
         out["labels"] = {
             "directory": scan.labels.directory,
-            "index_rows": None if view is None else len(view.rows),
+            "index_rows": None if view is None else view.n_lines,
             "array_rows": None if view is None else view.n_array_rows,
             "row_mapping": None if view is None else view.mapping,
             "labelled_cases": labelled,

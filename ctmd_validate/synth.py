@@ -1113,8 +1113,6 @@ def _index_bad_id(root: Path) -> None:
         "labels.index.schema",
         "labels.index.gap",
         "labels.index.case_missing",
-        "labels.shape",
-        "labels.padding",
         "counts.labelled",
     },
 )

@@ -241,6 +241,7 @@ def index_schema(profile: Profile) -> pa.DataFrameSchema:
     return pa.DataFrameSchema(
         {
             "line": pa.Column(int),
+            "position": pa.Column(int, pa.Check.ge(0)),
             "label_index": pa.Column(
                 _STR,
                 [

@@ -13,6 +13,7 @@ import json
 import os
 from pathlib import Path, PurePosixPath
 
+import label_oracle
 import numpy as np
 import pydicom
 import pytest
@@ -448,7 +449,7 @@ def test_geometry_findings_match_the_stacks(headers, sample_report):
     assert geometry == []
 
 
-def test_no_unreadable_files_and_no_other_errors(headers, sample_report):
+def test_no_unreadable_files_and_no_other_errors(headers, sample_root, sample_report):
     assert findings_of(sample_report, "dicom.unreadable") == []
     assert sample_report.result("dicom.unreadable").examined == 470
     conformance = sample_report.scan.profile.conformance
@@ -465,6 +466,10 @@ def test_no_unreadable_files_and_no_other_errors(headers, sample_report):
         "dicom.sop_class": bool(uids["dicom.sop_class"]),
         "dicom.uid.duplicate": bool(uids["sop_duplicates"] or uids["shared_uids"]),
     }
+    # the label, labelled-count and demographics errors, from the raw label files
+    labels = label_oracle.build(sample_root).errors(complete=sample_report.scan.profile.complete)
+    assert not expected.keys() & labels.keys()
+    expected |= labels
     assert not any(stack_irregularities(files) for _c, _k, files in headers)  # no geometry
     deid = expected_deid_errors(headers, sample_report.policy)
     # the sample is known to keep dates, descriptions, private blocks and its hospital ids

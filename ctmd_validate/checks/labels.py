@@ -142,17 +142,17 @@ def index_gap(ctx: CheckContext, sink: Sink) -> int:
     view = index_view(ctx.scan)
     if view is None:
         return 0
-    if not (view.missing or view.duplicated or view.invalid_lines):
-        return len(view.rows)
-    rows = view.rows.reset_index(drop=True)
-    pairs = list(zip(rows["case_id"], rows["label_index"], strict=True))
-    affected = [str(c) for pos, (c, v) in enumerate(pairs) if pd.isna(v) or int(v) != pos]
+    if not (view.missing or view.duplicated or view.invalid_lines or view.ragged_lines):
+        return view.n_lines
+    rows = view.rows
+    triples = list(zip(rows["case_id"], rows["label_index"], rows["position"], strict=True))
+    affected = [str(c) for c, v, pos in triples if pd.isna(v) or int(v) != int(pos)]
     by_label = {
         str(c): int(v)
-        for c, v in pairs
+        for c, v, _pos in triples
         if not pd.isna(v) and (view.n_array_rows is None or int(v) < view.n_array_rows)
     }
-    by_position = {str(c): i for i, c in enumerate(rows["case_id"])}
+    by_position = {str(c): int(pos) for c, _v, pos in triples}
     evidence = {
         "label_index": sorted(padding_violations(ctx.scan, by_label)),
         "position": sorted(padding_violations(ctx.scan, by_position)),
@@ -164,24 +164,28 @@ def index_gap(ctx: CheckContext, sink: Sink) -> int:
         problems.append(f"repeated {_few(list(view.duplicated))}")
     if view.invalid_lines:
         problems.append(f"not a number on lines {_few(list(view.invalid_lines))}")
+    if view.ragged_lines:
+        problems.append(f"unreadable on malformed lines {_few(list(view.ragged_lines))}")
+    last = view.n_lines - 1
     sink.add(
-        f"Label Index does not run 0..{len(rows) - 1} ({'; '.join(problems)}); rows are mapped "
+        f"Label Index does not run 0..{last} ({'; '.join(problems)}); rows are mapped "
         f"by position, {len(affected)} rows carry a Label Index that differs from their "
         f"position ({_few(affected)}). Cases with labels past their last slice: "
         f"{len(evidence['label_index'])} reading Label Index, {len(evidence['position'])} "
         "reading by position",
         path=labels_of(ctx.scan).index.path,
-        expected=f"0..{len(rows) - 1}, each once",
+        expected=f"0..{last}, each once",
         actual={
             "missing": list(view.missing),
             "repeated": list(view.duplicated),
             "not_a_number_lines": list(view.invalid_lines),
+            "malformed_lines": list(view.ragged_lines),
             "mapped_by": view.mapping,
             "affected_cases": affected,
             "labels_past_last_slice": evidence,
         },
     )
-    return len(view.rows)
+    return view.n_lines
 
 
 @check("labels.index.out_of_range", Severity.ERROR)
@@ -352,8 +356,8 @@ def shape(ctx: CheckContext, sink: Sink) -> int:
         if array.ndim != want:
             problems.append(f"{array.ndim}-D, expected {want}-D")
         else:
-            if view is not None and array.shape[0] != len(view.rows):
-                problems.append(f"{array.shape[0]} rows, Index.csv has {len(view.rows)}")
+            if view is not None and array.shape[0] != view.n_lines:
+                problems.append(f"{array.shape[0]} rows, Index.csv has {view.n_lines}")
             if common is not None and array.shape[1] != common:
                 problems.append(f"{array.shape[1]} slices wide, the other files {common}")
             if level == "lobe" and array.shape[2] != n_lobes:
@@ -361,7 +365,7 @@ def shape(ctx: CheckContext, sink: Sink) -> int:
         if problems:
             expected = ["n", common or "S"] + ([n_lobes] if level == "lobe" else [])
             if view is not None:
-                expected[0] = len(view.rows)
+                expected[0] = view.n_lines
             sink.add(
                 f"{name}: shape {list(array.shape)}: {'; '.join(problems)}",
                 path=path,
