@@ -67,6 +67,7 @@ class Orientation:
     evidence: dict[str, dict[str, float]]  # case id -> upper/lower centroids (slice index)
     without_evidence: int
     slice_location: dict[str, Any] = field(default_factory=dict)
+    votes: dict[str, str] = field(default_factory=dict)  # case id -> "cranial" / "caudal"
 
 
 @dataclass(frozen=True)
@@ -338,16 +339,14 @@ def orientation(scan: ScanResult) -> Orientation:
             votes[case_id] = "cranial" if up.mean() < low.mean() else "caudal"
         tally = Counter(votes.values())
         if not votes or tally["cranial"] == tally["caudal"]:
-            return Orientation(
-                "undetermined", None, (), tuple(sorted(votes)), evidence, without, direction
-            )
+            return Orientation("undetermined", None, (), (), evidence, without, direction, votes)
         index0 = "cranial" if tally["cranial"] > tally["caudal"] else "caudal"
         head_up = direction["increases_towards"] == "head"
         descending = (index0 == "cranial") == head_up
         value = "slice_location_descending" if descending else "slice_location_ascending"
         agree = tuple(sorted(c for c, v in votes.items() if v == index0))
         disagree = tuple(sorted(c for c, v in votes.items() if v != index0))
-        return Orientation(value, index0, agree, disagree, evidence, without, direction)
+        return Orientation(value, index0, agree, disagree, evidence, without, direction, votes)
 
     return _cached(scan, "orientation", make)  # type: ignore[no-any-return]
 
@@ -470,6 +469,10 @@ def inferred_json(scan: ScanResult) -> dict[str, Any]:
             "cases_agreeing": len(o.agreeing),
             "cases_disagreeing": list(o.disagreeing),
             "cases_without_evidence": o.without_evidence,
+            "votes": {
+                "index_0_cranial": sum(1 for v in o.votes.values() if v == "cranial"),
+                "index_0_caudal": sum(1 for v in o.votes.values() if v == "caudal"),
+            },
             "slice_location": o.slice_location,
             "method": (
                 "per labelled case with both upper-lobe (LUL, RUL) and lower-lobe (LLL, RLL) "

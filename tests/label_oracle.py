@@ -490,7 +490,7 @@ class Oracle:
                 "value": "undetermined",
                 "index_0": None,
                 "cases_agreeing": 0,
-                "cases_disagreeing": sorted(votes),
+                "cases_disagreeing": [],
                 "cases_without_evidence": without,
             }
         index0 = "cranial" if tally["cranial"] > tally["caudal"] else "caudal"

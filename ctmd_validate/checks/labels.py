@@ -610,13 +610,18 @@ def label_orientation(ctx: CheckContext, sink: Sink) -> int:
     if ctx.scan.labels is None or reference_array(ctx.scan, "lobe") is None:
         return 0
     o = orientation(ctx.scan)
-    voted = len(o.agreeing) + len(o.disagreeing)
+    voted = len(o.votes)
     if o.value == "undetermined":
         if voted:
+            split = {
+                side: sorted(c for c, v in o.votes.items() if v == side)
+                for side in ("cranial", "caudal")
+            }
             sink.add(
-                f"label slice order undetermined: {voted} cases with evidence split evenly",
+                f"label slice order undetermined: {voted} cases with evidence split evenly "
+                "between index 0 cranial and index 0 caudal",
                 expected="a majority of cases agreeing",
-                actual={"disagreeing": list(o.disagreeing)},
+                actual={f"index_0_{side}": cases for side, cases in split.items()},
             )
         return voted
     for case_id in o.disagreeing:
