@@ -8,11 +8,15 @@ is wrong. Every problem is kept as text for the label checks to report.
 
 from __future__ import annotations
 
+import ast
 import csv
 import io
+import math
 import os
+import struct
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, BinaryIO
 
 import numpy as np
 import pandas as pd
@@ -74,6 +78,20 @@ class LabelFiles:
         return None if item is None else item.array
 
 
+def _read_header_3_0(fh: BinaryIO) -> tuple[tuple[int, ...], np.dtype[Any]]:
+    """Shape and dtype of a format 3.0 header (2.0 with a UTF-8 dictionary), read safely."""
+    (length,) = struct.unpack("<I", fh.read(4))
+    if length > 1 << 20:
+        raise ValueError(f"header of {length} bytes")
+    header = ast.literal_eval(fh.read(length).decode("utf-8"))
+    if not isinstance(header, dict) or set(header) != {"descr", "fortran_order", "shape"}:
+        raise ValueError("header is not a .npy header dictionary")
+    shape = header["shape"]
+    if not isinstance(shape, tuple) or not all(isinstance(d, int) for d in shape):
+        raise ValueError(f"shape is not a tuple of integers: {shape!r}")
+    return shape, np.lib.format.descr_to_dtype(header["descr"])
+
+
 def read_npy(path: Path) -> tuple[np.ndarray | None, str | None]:
     """An ``.npy`` file's array, or ``None`` and why not. Never unpickles, never raises."""
     try:
@@ -87,6 +105,8 @@ def read_npy(path: Path) -> tuple[np.ndarray | None, str | None]:
                 shape, _fortran, dtype = np.lib.format.read_array_header_1_0(fh)
             elif version == (2, 0):
                 shape, _fortran, dtype = np.lib.format.read_array_header_2_0(fh)
+            elif version == (3, 0):
+                shape, dtype = _read_header_3_0(fh)
             else:
                 return None, f"unsupported .npy format version {version[0]}.{version[1]}"
             offset = fh.tell()
@@ -94,7 +114,10 @@ def read_npy(path: Path) -> tuple[np.ndarray | None, str | None]:
             return None, (
                 f"holds Python objects (dtype {dtype}): loading it would unpickle code; not loaded"
             )
-        expected = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+        if any(int(d) < 0 for d in shape):
+            return None, f"header declares a negative dimension: shape {tuple(shape)}"
+        # Python integers: an absurd declared shape must not overflow or wrap around
+        expected = math.prod(int(d) for d in shape) * dtype.itemsize
         if expected > MAX_ARRAY_BYTES:
             return None, f"header declares {expected} bytes of data, more than a label array"
         actual = size - offset

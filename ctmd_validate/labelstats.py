@@ -45,7 +45,7 @@ class IndexView:
     left when the column cannot be trusted.
     """
 
-    rows: pd.DataFrame  # line, position, label_index (Int64), diagnosis, …, class_key
+    rows: pd.DataFrame  # line, position, label_index (int or None), diagnosis, …, class_key
     n_lines: int  # data lines of the file, malformed ones included
     n_array_rows: int | None
     mapping: str
@@ -138,10 +138,15 @@ def index_view(scan: ScanResult) -> IndexView | None:
         if index.rows is None:
             return None
         rows = index.rows.copy()
-        rows["label_index"] = pd.to_numeric(
-            rows["label_index"].where(rows["label_index"].str.fullmatch(r"\s*[0-9]+\s*")),
-            errors="coerce",
-        ).astype("Int64")
+        # Python integers (object column): any size is exact; None when not a number
+        rows["label_index"] = pd.Series(
+            [
+                int(v) if re.fullmatch(r"\s*[0-9]+\s*", str(v)) else None
+                for v in rows["label_index"]
+            ],
+            index=rows.index,
+            dtype=object,
+        )
         by_label = {s.label: k for k, s in scan.profile.classes.items()}
         rows["class_key"] = rows["diagnosis"].map(by_label)
         ragged = tuple(line for line, _n in index.ragged)
