@@ -114,6 +114,8 @@ def read_npy(path: Path) -> tuple[np.ndarray | None, str | None]:
             return None, (
                 f"holds Python objects (dtype {dtype}): loading it would unpickle code; not loaded"
             )
+        if dtype.kind not in "biuf":
+            return None, f"dtype {dtype} is not numeric: not a label array"
         if any(int(d) < 0 for d in shape):
             return None, f"header declares a negative dimension: shape {tuple(shape)}"
         # Python integers: an absurd declared shape must not overflow or wrap around
@@ -151,8 +153,8 @@ def read_index(path: Path, columns: tuple[str, ...]) -> IndexFile:
     ragged: list[tuple[int, int]] = []
     position = 0  # data lines so far: a malformed line still holds its array row
     for number, fields in enumerate(lines[1:], start=2):
-        if not fields or all(not f.strip() for f in fields):
-            continue  # blank line
+        if not fields or (len(fields) == 1 and not fields[0].strip()):
+            continue  # a blank line ("," lines are data lines with empty fields)
         if len(fields) != len(columns):
             ragged.append((number, len(fields)))
         else:

@@ -80,10 +80,7 @@ class ClassDemographics:
     other: int
     ages: tuple[int, ...]
     not_in_years: int
-
-    @property
-    def complete(self) -> bool:
-        return self.cases == self.expected_cases
+    complete: bool  # every expected case of the class is present (each case id once)
 
     @property
     def age_mean(self) -> float | None:
@@ -171,14 +168,33 @@ def index_view(scan: ScanResult) -> IndexView | None:
     return _cached(scan, "index_view", make)  # type: ignore[no-any-return]
 
 
+def class_cases(scan: ScanResult, key: str) -> tuple[pd.DataFrame, bool]:
+    """The distinct cases (one row per case id) of a class, and whether the class is complete.
+
+    Complete: every case the manifest lists for the class is present and the class holds
+    exactly its expected number of distinct case ids. A duplicated case never stands in
+    for a missing one.
+    """
+    spec = scan.profile.classes[key]
+    of_class = scan.cases[scan.cases["class_key"] == key].drop_duplicates("case_id")
+    expected = {c for c, m in scan.profile.manifest.items() if m.class_key == key}
+    complete = expected <= set(of_class["case_id"]) and len(of_class) == spec.expected_cases
+    return of_class, complete
+
+
 def slice_counts(scan: ScanResult) -> dict[str, tuple[int, str]]:
-    """Slice count per case id: from the images when the case is present, else the manifest."""
+    """Slice count per case id: from the images when the case is present, else the manifest.
+
+    A present but empty case folder falls back on the manifest: the labels are not to blame
+    for missing images (``structure.case_dir.empty`` reports them).
+    """
 
     def make() -> dict[str, tuple[int, str]]:
         out = {cid: (m.n_slices, "release manifest") for cid, m in scan.profile.manifest.items()}
         present = scan.cases.drop_duplicates("case_id")
         for case_id, n in zip(present["case_id"], present["n_files"], strict=True):
-            out[str(case_id)] = (int(n), "images")
+            if int(n) > 0:
+                out[str(case_id)] = (int(n), "images")
         return out
 
     return _cached(scan, "slice_counts", make)  # type: ignore[no-any-return]
@@ -256,19 +272,22 @@ def non_infected(scan: ScanResult) -> dict[str, Any]:
         total = 0
         for key in pub.non_infected_classes:
             spec = scan.profile.classes[key]
-            of_class = cases[cases["class_key"] == key]
-            if len(of_class) < spec.expected_cases:
-                absent.append(f"{spec.expected_cases - len(of_class)} {spec.label} cases")
+            of_class, complete = class_cases(scan, key)
+            if not complete:
+                absent.append(f"the {spec.label} class is incomplete")
             total += int(of_class["n_files"].sum())
         if view is None:
             out["reason"] = "Index.csv could not be read"
             return out
+        if view.ragged_lines:
+            out["reason"] = f"Index.csv has malformed lines {list(view.ragged_lines)}"
+            return out
         labelled = [str(c) for c in view.rows["case_id"]]
         gone = [c for c in labelled if c not in n_files]
         if gone:
-            absent.append(f"{len(gone)} labelled cases")
+            absent.append(f"{len(gone)} labelled cases are absent")
         if absent:
-            out["reason"] = "needs the complete release; absent: " + ", ".join(absent)
+            out["reason"] = "needs the complete release: " + "; ".join(absent)
             return out
         total += sum(int(n_files[c]) for c in dict.fromkeys(labelled))
         for name, entry in version_totals(scan).items():
@@ -331,6 +350,8 @@ def orientation(scan: ScanResult) -> Orientation:
         evidence: dict[str, dict[str, float]] = {}
         without = 0
         for case_id, row in view.row_of.items():
+            if row >= lobes.shape[0]:
+                continue  # labels.shape reports the short array
             cells = np.asarray(lobes[row]) != 0
             up = np.flatnonzero(cells[:, upper].any(axis=1))
             low = np.flatnonzero(cells[:, lower].any(axis=1))
@@ -384,7 +405,8 @@ def demographics(scan: ScanResult) -> dict[str, ClassDemographics]:
         per_case = case_demographics(scan)
         out: dict[str, ClassDemographics] = {}
         for key, spec in scan.profile.classes.items():
-            group = per_case[per_case["class_key"] == key]
+            distinct, complete = class_cases(scan, key)
+            group = per_case[per_case["case_key"].isin(distinct["case_key"])]
             sexes = Counter(str(s).upper() for s in group["sex"].dropna())
             ages: list[int] = []
             not_years = 0
@@ -403,6 +425,7 @@ def demographics(scan: ScanResult) -> dict[str, ClassDemographics]:
                 other=sum(v for k, v in sexes.items() if k not in {"M", "F"}),
                 ages=tuple(ages),
                 not_in_years=not_years,
+                complete=complete,
             )
         return out
 

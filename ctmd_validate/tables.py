@@ -231,7 +231,7 @@ def index_schema(profile: Profile) -> pa.DataFrameSchema:
     def id_matches_class(df: pd.DataFrame) -> pd.Series:
         return pd.Series(
             [
-                d not in patterns or bool(patterns[d].match(c))
+                d not in patterns or bool(patterns[d].fullmatch(c))
                 for d, c in zip(df["diagnosis"], df["case_id"], strict=True)
             ],
             index=df.index,

@@ -318,11 +318,22 @@ def test_index_harmless_variants_parse_cleanly(bench: Bench, variant: str) -> No
         lines[0] = " Label Index , Diagnosis,Relative Path ,Folder/ID "
         data = index_bytes(lines)
     else:
-        data = index_bytes([*lines[:30], "", " , , , ", *lines[30:], ""])
+        data = index_bytes([*lines[:30], "", "  ", *lines[30:], ""])
     report, new = bench.new({INDEX: data})
     assert new == []
     labels = report.to_json()["stats"]["labels"]
     assert (labels["index_rows"], labels["row_mapping"]) == (N_ROWS, "label_index")
+
+
+def test_index_line_of_empty_fields_is_a_data_line(bench: Bench) -> None:
+    """``,,,`` is not a blank line: pandas reads it as a row of NaN and shifts every row after."""
+    lines = bench.index_lines()
+    report, new = bench.new({INDEX: index_bytes([*lines[:31], ",,,", *lines[31:]])})
+    schema = [f for f in new if f.check_id == "labels.index.schema"]
+    assert schema and {f.actual["line"] for f in schema} == {32}
+    assert {f.actual["column"] for f in schema} >= {"Label Index", "Diagnosis", "Folder/ID"}
+    assert report.to_json()["stats"]["labels"]["index_rows"] == N_ROWS + 1
+    assert [r.check_id for r in report.results if r.crashed] == []
 
 
 def test_index_header_renamed(bench: Bench) -> None:
@@ -1680,3 +1691,102 @@ def test_any_swapped_diagnosis_is_located(bench: Bench, row: int) -> None:
     assert sorted(f.actual for f in of(new, "counts.labelled")) == sorted([covid, 79 - covid])
     mismatch = of(new, "labels.index.diagnosis_mismatch")
     assert [f.case for f in mismatch] == (["P017"] if case == "P017" else [])
+
+
+# --------------------------------------------------------------------------- review findings
+
+
+def test_short_lobe_array_is_a_shape_finding_not_a_crash(bench: Bench) -> None:
+    """A lobe array with fewer rows than the Index: labels.shape, and the report still renders."""
+    report, new = bench.new({LOBE0: bench.array(LOBE0)[:-1].copy()})
+    sound(report)
+    assert {(f.check_id, f.path) for f in of(new, "labels.shape")} == {("labels.shape", LOBE0)}
+    assert report.to_json()["inferred"]["label_slice_order"]["value"] != ""
+    assert "labels: slice order" in report.summary()
+
+
+@pytest.mark.parametrize(
+    "dtype", [np.dtype([("v", "<f8")]), np.dtype("U1"), np.dtype("complex128")], ids=str
+)
+def test_non_numeric_array_is_unreadable(bench: Bench, dtype: np.dtype) -> None:
+    array = bench.array(SLICE0)
+    if dtype.names:
+        odd = np.zeros(array.shape, dtype=dtype)
+        odd["v"] = array
+    else:
+        odd = array.astype(dtype)
+    report, _new = bench.new({SLICE0: odd})
+    sound(report)
+    (f,) = of(report.findings, "labels.file.unreadable")
+    assert (f.path, f.severity) == (SLICE0, ERROR)
+    assert "not numeric" in str(f.actual)
+    assert report.to_json()["stats"]["labels"]["versions"]["original"]["infected_slices"] is None
+
+
+def test_quoted_id_with_a_newline_breaks_the_pattern(bench: Bench) -> None:
+    """``"P001\\n"`` is not ``P001``: ``$`` must not accept a trailing newline."""
+    lines = bench.index_lines()
+    lines[1] = '0,COVID-19,./COVID-19/,"P001\n"'
+    _report, new = bench.new({INDEX: index_bytes(lines)})
+    schema = of(new, "labels.index.schema")
+    assert {f.actual["column"] for f in schema} == {"Folder/ID"}
+    assert {f.actual["value"] for f in schema} == {"P001\n"}
+
+
+def test_malformed_index_line_blocks_the_non_infected_total(
+    bench: Bench, tree_scan: ScanResult
+) -> None:
+    """A malformed line hides a labelled case: no total is computed from the others."""
+    one_row = ["0,COVID-19,./COVID-19/,P017"]
+    arrays = {n: bench.array(n)[P017_ROW : P017_ROW + 1].copy() for n in ARRAYS}
+    profile = dataclasses.replace(
+        TREE,
+        published=dataclasses.replace(TREE.published, labelled={"covid": 1, "cap": 0}),
+    )
+    clean = bench.run(
+        {INDEX: index_bytes([bench.index_lines()[0], *one_row]), **arrays},
+        profile=profile,
+        base_scan=tree_scan,
+    )
+    assert clean.to_json()["stats"]["labels"]["non_infected_slices"]["computed"] is not None
+    ragged = [bench.index_lines()[0], one_row[0] + ","]
+    report = bench.run({INDEX: index_bytes(ragged), **arrays}, profile=profile, base_scan=tree_scan)
+    ni = report.to_json()["stats"]["labels"]["non_infected_slices"]
+    assert ni["computed"] is None and "malformed lines [2]" in ni["reason"]
+    totals = of(report.findings, "labels.total")
+    assert [f for f in totals if "without infection" in f.message] == []
+
+
+def test_empty_labelled_case_folder_is_not_blamed_on_the_labels(make_tree) -> None:
+    tree = make_tree()
+    for f in (tree / P017_DIR).iterdir():
+        f.unlink()
+    report = validate(tree, "subset", jobs=1)
+    assert of(report.findings, "structure.case_dir.empty")
+    assert of(report.findings, "labels.padding") == []
+    # the slice count falls back on the release manifest
+    from ctmd_validate.labelstats import slice_counts
+
+    assert slice_counts(report.scan)["P017"] == (P017_SLICES, "release manifest")
+
+
+def test_a_duplicated_case_never_stands_in_for_a_missing_one(make_tree) -> None:
+    """Class completeness counts distinct case ids and wants every manifest case present."""
+    from ctmd_validate.labelstats import demographics
+    from ctmd_validate.profiles import ManifestCase
+
+    tree = make_tree()
+    shutil.copytree(tree / P017_DIR, tree / "COVID-19 Cases" / "P017")
+    covid = TREE.classes["covid"]
+    profile = dataclasses.replace(
+        TREE,
+        classes={**TREE.classes, "covid": dataclasses.replace(covid, expected_cases=2)},
+        manifest={**TREE.manifest, "P018": ManifestCase("P018", "covid", 118)},
+    )
+    report = validate(tree, profile, jobs=1)
+    table = demographics(report.scan)["covid"]
+    assert (table.cases, table.complete) == (1, False)
+    assert report.to_json()["stats"]["demographics"]["COVID-19"]["complete"] is False
+    assert of(report.findings, "demographics.sex") == of(report.findings, "demographics.age") == []
+    # the other classes are still complete and compared
+    assert report.result("demographics.sex").examined == 2
