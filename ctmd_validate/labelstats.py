@@ -27,6 +27,7 @@ __all__ = [
     "demographics",
     "index_view",
     "orientation",
+    "past_last_slice",
     "slice_counts",
     "stats_json",
     "version_totals",
@@ -200,20 +201,35 @@ def slice_counts(scan: ScanResult) -> dict[str, tuple[int, str]]:
     return _cached(scan, "slice_counts", make)  # type: ignore[no-any-return]
 
 
-def padding_violations(scan: ScanResult, row_of: dict[str, int]) -> dict[str, list[int]]:
-    """Cases whose reference slice labels are positive at or past their slice count."""
-    array = reference_array(scan, "slice")
+def past_last_slice(
+    scan: ScanResult,
+    row_of: dict[str, int],
+    arrays: list[tuple[str, np.ndarray]] | None = None,
+) -> dict[str, dict[str, list[int]]]:
+    """Slices at or past each case's slice count where a label is positive.
+
+    Per case id, per array (``(name, array)`` pairs; default: the reference slice-level
+    array), the positive slice indices. Shared by ``labels.padding`` and the evidence of
+    ``labels.index.gap``.
+    """
+    if arrays is None:
+        ref = reference_array(scan, "slice")
+        arrays = [] if ref is None else [("reference", ref)]
     counts = slice_counts(scan)
-    out: dict[str, list[int]] = {}
-    if array is None or array.ndim != 2:
-        return out
+    out: dict[str, dict[str, list[int]]] = {}
     for case_id, row in row_of.items():
-        if case_id not in counts or row >= array.shape[0]:
+        if case_id not in counts:
             continue
         n = counts[case_id][0]
-        past = np.flatnonzero(np.asarray(array[row, n:]) != 0)
-        if past.size:
-            out[case_id] = [int(n + p) for p in past]
+        for name, array in arrays:
+            if array.ndim < 2 or row >= array.shape[0]:
+                continue
+            tail = np.asarray(array[row, n:]) != 0
+            if tail.ndim == 2:
+                tail = tail.any(axis=1)
+            past = [n + int(p) for p in np.flatnonzero(tail)]
+            if past:
+                out.setdefault(case_id, {})[name] = past
     return out
 
 

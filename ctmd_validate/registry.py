@@ -35,6 +35,11 @@ class CheckContext:
     policy: Policy = field(default_factory=load_policy)
     show_values: bool = False
 
+    @property
+    def absent(self) -> Severity:
+        """Severity of something absent: an error for a complete release, info for a subset."""
+        return Severity.ERROR if self.profile.complete else Severity.INFO
+
 
 class Sink:
     """Collects the findings of one check."""

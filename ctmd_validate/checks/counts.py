@@ -20,10 +20,7 @@ def class_counts(ctx: CheckContext, sink: Sink) -> int:
         n = int((cases["class_key"] == key).sum())
         if n == spec.expected_cases:
             continue
-        if n > spec.expected_cases:
-            severity = Severity.ERROR
-        else:
-            severity = Severity.ERROR if ctx.profile.complete else Severity.INFO
+        severity = Severity.ERROR if n > spec.expected_cases else ctx.absent
         sink.add(
             f"{spec.label}: {n} case folders, the release has {spec.expected_cases}",
             expected=spec.expected_cases,

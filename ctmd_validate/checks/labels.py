@@ -13,7 +13,7 @@ from ..labelstats import (
     labels_of,
     non_infected,
     orientation,
-    padding_violations,
+    past_last_slice,
     reference_array,
     slice_counts,
     version_totals,
@@ -22,10 +22,6 @@ from ..registry import CheckContext, Sink, check
 from ..tables import index_failures
 
 _SHOWN = 10  # list at most this many items in a message
-
-
-def _absent(ctx: CheckContext) -> Severity:
-    return Severity.ERROR if ctx.profile.complete else Severity.INFO
 
 
 def _few(items: list[Any]) -> str:
@@ -63,7 +59,7 @@ def file_missing(ctx: CheckContext, sink: Sink) -> int:
                 f"label file {name} not found in '{labels.directory}'",
                 expected=name,
                 actual=None,
-                severity=_absent(ctx),
+                severity=ctx.absent,
             )
     return len(items)
 
@@ -154,8 +150,8 @@ def index_gap(ctx: CheckContext, sink: Sink) -> int:
     }
     by_position = {str(c): int(pos) for c, _v, pos in triples}
     evidence = {
-        "label_index": sorted(padding_violations(ctx.scan, by_label)),
-        "position": sorted(padding_violations(ctx.scan, by_position)),
+        "label_index": sorted(past_last_slice(ctx.scan, by_label)),
+        "position": sorted(past_last_slice(ctx.scan, by_position)),
     }
     problems = []
     if view.missing:
@@ -517,33 +513,20 @@ def padding(ctx: CheckContext, sink: Sink) -> int:
     if view is None or ctx.scan.labels is None:
         return 0
     counts = slice_counts(ctx.scan)
-    examined = 0
-    for case_id, row in view.row_of.items():
-        if case_id not in counts:
-            continue
+    arrays = [(f"{v}/{level} ({name})", a) for v, level, name, a, _p in _arrays(ctx)]
+    found = past_last_slice(ctx.scan, view.row_of, arrays)
+    for case_id, hits in found.items():
         n, source = counts[case_id]
-        examined += 1
-        hits: dict[str, list[int]] = {}
-        for version, level, name, array, _path in _arrays(ctx):
-            if array.ndim < 2 or row >= array.shape[0]:
-                continue
-            tail = np.asarray(array[row, n:]) != 0
-            if tail.ndim == 2:
-                tail = tail.any(axis=1)
-            past = [n + int(p) for p in np.flatnonzero(tail)]
-            if past:
-                hits[f"{version}/{level} ({name})"] = past
-        if hits:
-            first = min(min(v) for v in hits.values())
-            sink.add(
-                f"{case_id} has {n} slices ({source}) but labels are positive from slice "
-                f"{first} on in {len(hits)} files",
-                case=case_id,
-                path=_case_path(ctx, case_id) if source == "images" else None,
-                expected=f"no positive label at slice >= {n}",
-                actual=hits,
-            )
-    return examined
+        first = min(min(v) for v in hits.values())
+        sink.add(
+            f"{case_id} has {n} slices ({source}) but labels are positive from slice "
+            f"{first} on in {len(hits)} files",
+            case=case_id,
+            path=_case_path(ctx, case_id) if source == "images" else None,
+            expected=f"no positive label at slice >= {n}",
+            actual=hits,
+        )
+    return sum(1 for case_id in view.row_of if case_id in counts)
 
 
 @check("labels.version_diff", Severity.INFO)

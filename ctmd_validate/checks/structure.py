@@ -9,11 +9,6 @@ from ..findings import Severity
 from ..registry import CheckContext, Sink, check
 
 
-def _absent(ctx: CheckContext) -> Severity:
-    """Severity of something absent: an error for a complete release, info for a subset."""
-    return Severity.ERROR if ctx.profile.complete else Severity.INFO
-
-
 @check("structure.class_dir.missing", Severity.ERROR)
 def class_dir_missing(ctx: CheckContext, sink: Sink) -> int:
     """A diagnostic class has no folder under the dataset root.
@@ -29,7 +24,7 @@ def class_dir_missing(ctx: CheckContext, sink: Sink) -> int:
                 f"no folder for class {spec.label}",
                 expected=spec.documented,
                 actual=None,
-                severity=_absent(ctx),
+                severity=ctx.absent,
             )
     return len(ctx.profile.classes)
 
