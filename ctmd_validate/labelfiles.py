@@ -14,7 +14,7 @@ import io
 import math
 import os
 import struct
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -195,15 +195,7 @@ def load_labels(
         folder = _find_dir(root, profile, layout_dirs or [])
     index_path = folder / spec.index
     if index_path.is_file():
-        index = read_index(index_path, spec.index_columns)
-        index = IndexFile(
-            index.name,
-            _shown(index_path, root),
-            index.header,
-            index.rows,
-            index.error,
-            index.ragged,
-        )
+        index = replace(read_index(index_path, spec.index_columns), path=_shown(index_path, root))
     else:
         index = IndexFile(spec.index, None)
     arrays: dict[tuple[str, str], LabelArray] = {}

@@ -34,7 +34,6 @@ __all__ = [
 ]
 
 _AGE_YEARS = re.compile(r"^(\d{3})Y$")
-ORDERS = ("slice_location_descending", "slice_location_ascending", "undetermined")
 
 
 @dataclass(frozen=True)

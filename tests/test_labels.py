@@ -353,23 +353,32 @@ def test_index_header_renamed(bench: Bench) -> None:
     ]
 
 
+def index_rows_shape_findings(index_rows: int) -> list[Finding]:
+    """The labels.shape finding of every clean array once Index.csv holds ``index_rows`` rows."""
+
+    def shape(name: str, n: int) -> list[int]:
+        return [n, WIDTH] + ([5] if LEVEL_OF[name] == "lobe" else [])
+
+    return [
+        Finding(
+            "labels.shape",
+            ERROR,
+            "",
+            path=name,
+            expected=shape(name, index_rows),
+            actual=shape(name, N_ROWS),
+        )
+        for name in ARRAYS
+    ]
+
+
 def test_index_with_only_a_header(bench: Bench) -> None:
     report, new = bench.new({INDEX: index_bytes(bench.index_lines()[:1])})
     assert rows(of(new, "counts.labelled")) == [
         ("counts.labelled", ERROR, None, INDEX, 25, 0),
         ("counts.labelled", ERROR, None, INDEX, 54, 0),
     ]
-    assert rows(of(new, "labels.shape")) == rows(
-        Finding(
-            "labels.shape",
-            ERROR,
-            "",
-            path=name,
-            expected=[0, WIDTH] + ([5] if LEVEL_OF[name] == "lobe" else []),
-            actual=[N_ROWS, WIDTH] + ([5] if LEVEL_OF[name] == "lobe" else []),
-        )
-        for name in ARRAYS
-    )
+    assert rows(of(new, "labels.shape")) == rows(index_rows_shape_findings(0))
     assert all("79 rows, Index.csv has 0" in f.message for f in of(new, "labels.shape"))
     # with no row to name them, the update's rows cannot be matched to the announced cases
     diffs = of(new, "labels.version_diff")
@@ -583,17 +592,7 @@ def test_counts_labelled_row_deleted(bench: Bench) -> None:
     assert of(new, "counts.labelled")[0].message == (
         "Index.csv lists 24 labelled CAP cases, the release 25"
     )
-    assert rows(of(new, "labels.shape")) == rows(
-        Finding(
-            "labels.shape",
-            ERROR,
-            "",
-            path=name,
-            expected=[78, WIDTH] + ([5] if LEVEL_OF[name] == "lobe" else []),
-            actual=[N_ROWS, WIDTH] + ([5] if LEVEL_OF[name] == "lobe" else []),
-        )
-        for name in ARRAYS
-    )
+    assert rows(of(new, "labels.shape")) == rows(index_rows_shape_findings(78))
     assert rows(of(new, "labels.index.case_missing")) == [
         ("labels.index.case_missing", INFO, None, None, 24, 0)
     ]
