@@ -182,7 +182,8 @@ def private_tags(ctx: CheckContext, sink: Sink) -> int:
         list(zip(private["file_idx"], prefix, group, block, strict=True)), index=private.index
     )
     creators = dict(zip(key[is_creator], private.loc[is_creator, "value"].fillna(""), strict=True))
-    creator = key.map(creators).fillna("(no private creator)")
+    # object dtype: with no creator at all the mapped series is float64 (all NaN)
+    creator = key.map(creators).astype(object).fillna("(no private creator)")
     unsafe = private[~creator.isin(policy.safe_private)].assign(creator=creator)
     unsafe = _with_case(ctx, unsafe)
     totals = ctx.scan.readable_per_case
