@@ -6,19 +6,22 @@ Exit codes: 0 no error findings, 1 error findings, 2 the tool could not run.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import tempfile
 import traceback
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 from . import __version__
 from .catalogue import catalogue_markdown, update_block
 from .engine import validate
 from .errors import CtmdError
+from .paths import display, printable, sanitize_message
 from .profiles import load_profile
-from .report import Report
+from .report import Report, check_report_target
 from .scan import ProgressFn
 from .synth import DEFECTS, LAYOUTS, SCALES, write_dataset
 
@@ -50,16 +53,55 @@ def _progress(enabled: bool) -> Iterator[ProgressFn | None]:
         yield update
 
 
+def out(text: str) -> None:
+    """Print a line to stdout; once the reader has gone (``| head``), print nothing more.
+
+    Like Unix tools under SIGPIPE, a closed pipe ends the output silently; the run still
+    finishes, writes its report and returns its verdict.
+    """
+    if _stdout.closed:
+        return
+    try:
+        sys.stdout.write(printable(text) + "\n")
+        sys.stdout.flush()
+    except BrokenPipeError:
+        _close_stdout()
+
+
+@dataclass
+class _Stdout:
+    closed: bool = False
+
+
+_stdout = _Stdout()
+
+
+def _close_stdout() -> None:
+    """Point stdout at /dev/null so that the interpreter's final flush stays quiet."""
+    _stdout.closed = True
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError):
+        pass
+
+
 def _write_report(report: Report, target: str | None) -> str | None:
     if target is None:
         return None
     if target == "-":
-        sys.stdout.write(report.dumps())
+        out(report.dumps().rstrip("\n"))
         return "stdout"
-    return str(report.write(target))
+    return display(str(report.write(target)))
 
 
 def _run_check(args: argparse.Namespace) -> int:
+    root = Path(args.root)
+    if not root.is_dir():
+        raise CtmdError(f"dataset root is not a readable folder: {display(args.root)}")
+    if args.report not in (None, "-"):
+        check_report_target(args.report, root)  # before any scanning
     with _progress(not args.quiet) as progress:
         report = validate(
             args.root,
@@ -73,9 +115,9 @@ def _run_check(args: argparse.Namespace) -> int:
         )
     where = _write_report(report, args.report)
     if args.report != "-":
-        print(report.summary())
+        out(report.summary())
         if where:
-            print(f"report: {where}")
+            out(f"report: {where}")
     return report.exit_code
 
 
@@ -89,35 +131,35 @@ def _run_synth(args: argparse.Namespace) -> int:
         jobs=args.jobs,
     )
     n = sum(1 for _ in root.rglob("*.dcm"))
-    print(
+    out(
         f"wrote a synthetic COVID-CT-MD tree ({args.scale}, {args.layout} layout, "
-        f"{n} DICOM files) to {root}"
+        f"{n} DICOM files) to {display(str(root))}"
     )
     for name in args.defect or ():
-        print(f"  defect {name}: {DEFECTS[name].description}")
+        out(f"  defect {name}: {DEFECTS[name].description}")
     return EXIT_OK
 
 
 def _run_demo(args: argparse.Namespace) -> int:
     work = Path(tempfile.mkdtemp(prefix="ctmd-demo-"))
     root = work / "COVID-CT-MD"
-    print(f"building a small synthetic dataset in {root} …")
+    out(f"building a small synthetic dataset in {root} …")
     write_dataset(root, scale="small", defects=args.defect or (), jobs=args.jobs)
     with _progress(True) as progress:
         report = validate(root, "subset", jobs=args.jobs, progress=progress)
     report_path = _write_report(report, str(work / "report.json"))
-    print(report.summary())
-    print(f"report: {report_path}")
+    out(report.summary())
+    out(f"report: {report_path}")
     return report.exit_code
 
 
 def _run_catalogue(args: argparse.Namespace) -> int:
     if args.update is None:
-        sys.stdout.write(catalogue_markdown())
+        out(catalogue_markdown().rstrip("\n"))
         return EXIT_OK
     path = Path(args.update)
     path.write_text(update_block(path.read_text(encoding="utf-8")), encoding="utf-8")
-    print(f"updated the check catalogue in {path}")
+    out(f"updated the check catalogue in {path}")
     return EXIT_OK
 
 
@@ -195,6 +237,10 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _error(message: str) -> None:
+    print(f"ctmd-validate: error: {printable(message)}", file=sys.stderr)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -203,16 +249,28 @@ def main(argv: Sequence[str] | None = None) -> int:
             load_profile(args.profile)  # fail fast, before any work
         return int(args.func(args))
     except CtmdError as exc:
-        print(f"ctmd-validate: error: {exc}", file=sys.stderr)
+        _error(str(exc))
         return EXIT_CANNOT_RUN
-    except (OSError, ValueError) as exc:
-        print(f"ctmd-validate: error: {exc}", file=sys.stderr)
+    except BrokenPipeError:
+        _close_stdout()
+        return EXIT_CANNOT_RUN
+    except OSError as exc:
+        where = f": {display(str(exc.filename))}" if exc.filename else ""
+        _error(f"{exc.strerror}{where}" if exc.strerror else str(exc))
+        return EXIT_CANNOT_RUN
+    except ValueError as exc:
+        _error(sanitize_message(str(exc)))
         return EXIT_CANNOT_RUN
     except KeyboardInterrupt:
         return EXIT_CANNOT_RUN
-    except Exception:
-        print("ctmd-validate: internal error, please report:", file=sys.stderr)
-        traceback.print_exc()
+    except Exception as exc:
+        # the traceback's frames are our code; its last line may quote data: sanitise it
+        frames = "".join(traceback.format_tb(exc.__traceback__))
+        last = sanitize_message(f"{type(exc).__name__}: {exc}")
+        print(
+            f"ctmd-validate: internal error, please report:\n{frames}{last}",
+            file=sys.stderr,
+        )
         return EXIT_CANNOT_RUN
 
 

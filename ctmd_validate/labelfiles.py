@@ -13,6 +13,7 @@ import csv
 import io
 import math
 import os
+import stat
 import struct
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -21,6 +22,7 @@ from typing import Any, BinaryIO
 import numpy as np
 import pandas as pd
 
+from .paths import Confined, LinkState, display, sanitize_message
 from .profiles import Profile
 from .tables import INDEX_FIELDS
 
@@ -92,6 +94,14 @@ def _read_header_3_0(fh: BinaryIO) -> tuple[tuple[int, ...], np.dtype[Any]]:
     return shape, np.lib.format.descr_to_dtype(header["descr"])
 
 
+def _short(shape: tuple[int, ...]) -> str:
+    """A declared shape for a message, each absurd dimension shortened."""
+    dims = [
+        str(int(d)) if abs(int(d)) < 10**12 else f"~1e{len(str(abs(int(d)))) - 1}" for d in shape
+    ]
+    return "(" + ", ".join(dims) + ("," if len(dims) == 1 else "") + ")"
+
+
 def read_npy(path: Path) -> tuple[np.ndarray | None, str | None]:
     """An ``.npy`` file's array, or ``None`` and why not. Never unpickles, never raises."""
     try:
@@ -117,7 +127,11 @@ def read_npy(path: Path) -> tuple[np.ndarray | None, str | None]:
         if dtype.kind not in "biuf":
             return None, f"dtype {dtype} is not numeric: not a label array"
         if any(int(d) < 0 for d in shape):
-            return None, f"header declares a negative dimension: shape {tuple(shape)}"
+            return None, f"header declares a negative dimension: shape {_short(shape)}"
+        # every dimension bounded, not only the product: (0, 10**30) holds no data but
+        # still overflows numpy's own size arithmetic
+        if any(int(d) * dtype.itemsize > MAX_ARRAY_BYTES for d in shape):
+            return None, f"header declares an absurd dimension: shape {_short(shape)}"
         # Python integers: an absurd declared shape must not overflow or wrap around
         expected = math.prod(int(d) for d in shape) * dtype.itemsize
         if expected > MAX_ARRAY_BYTES:
@@ -128,8 +142,17 @@ def read_npy(path: Path) -> tuple[np.ndarray | None, str | None]:
         if actual > expected:
             return None, f"{actual - expected} unexpected bytes after the array data"
         array = np.load(path, allow_pickle=False)
-    except (OSError, ValueError, EOFError, SyntaxError, TypeError) as exc:
-        return None, f"cannot be read: {type(exc).__name__}: {exc}"
+    except (
+        OSError,
+        ValueError,
+        EOFError,
+        SyntaxError,
+        TypeError,
+        OverflowError,
+        MemoryError,
+        RecursionError,
+    ) as exc:
+        return None, f"cannot be read: {sanitize_message(f'{type(exc).__name__}: {exc}')}"
     if not isinstance(array, np.ndarray):
         return None, "not a single array"
     return array, None
@@ -165,20 +188,44 @@ def read_index(path: Path, columns: tuple[str, ...]) -> IndexFile:
     return IndexFile(name, str(path), header=header, rows=rows, ragged=tuple(ragged))
 
 
-def _find_dir(root: Path, profile: Profile, layout_dirs: list[Path]) -> Path:
+def _locate(confined: Confined, folder: Path, name: str) -> tuple[str | None, str | None]:
+    """``(real path, problem)`` of a label file; both None when there is no such file.
+
+    A link is followed only to a regular file inside the folder tree being validated.
+    """
+    path = folder / name
+    try:
+        st = os.lstat(path)
+    except OSError:
+        return None, None
+    if stat.S_ISLNK(st.st_mode):
+        state, target = confined.resolve_link(str(path))
+        if state is LinkState.OUTSIDE:
+            return None, "a symbolic link to a place outside the dataset root: not read"
+        if state is LinkState.LOOP:
+            return None, "a symbolic link that loops: not read"
+        if state is LinkState.BROKEN or target is None:
+            return None, "a broken symbolic link: its target does not exist"
+        path = Path(target)
+    if not path.is_file():
+        return None, None if not stat.S_ISLNK(st.st_mode) else "a link to something not a file"
+    return str(path), None
+
+
+def _find_dir(confined: Confined, root: Path, profile: Profile, layout_dirs: list[Path]) -> Path:
     """ROOT when it holds any label file, else the first layout folder that does."""
     names = profile.labels.file_names
     for folder in (root, *layout_dirs):
-        if any((folder / n).is_file() for n in names):
+        if any(any(_locate(confined, folder, n)) for n in names):
             return folder
     return root
 
 
 def _shown(path: Path, root: Path) -> str:
     try:
-        return path.absolute().relative_to(root.absolute()).as_posix()
+        return display(path.absolute().relative_to(root.absolute()).as_posix())
     except ValueError:
-        return str(path)
+        return display(str(path))
 
 
 def load_labels(
@@ -187,26 +234,35 @@ def load_labels(
     labels_dir: str | os.PathLike[str] | None = None,
     layout_dirs: list[Path] | None = None,
 ) -> LabelFiles:
-    """Read every label file the profile names, once, from ``labels_dir`` or the tree."""
+    """Read every label file the profile names, once, from ``labels_dir`` or the tree.
+
+    Links are followed only inside ROOT (or inside ``labels_dir`` when given); a link that
+    leaves it makes the file unreadable, with that reason, and its target is never read.
+    """
     spec = profile.labels
     if labels_dir is not None:
-        folder = Path(labels_dir)
+        folder = Path(os.path.realpath(labels_dir))
+        confined = Confined.at(folder)
     else:
-        folder = _find_dir(root, profile, layout_dirs or [])
-    index_path = folder / spec.index
-    if index_path.is_file():
-        index = replace(read_index(index_path, spec.index_columns), path=_shown(index_path, root))
+        confined = Confined.at(root)
+        folder = _find_dir(confined, root, profile, layout_dirs or [])
+    real, problem = _locate(confined, folder, spec.index)
+    shown = _shown(folder / spec.index, root)
+    if real is not None:
+        index = replace(read_index(Path(real), spec.index_columns), path=shown)
+    elif problem is not None:
+        index = IndexFile(spec.index, shown, error=problem)
     else:
         index = IndexFile(spec.index, None)
     arrays: dict[tuple[str, str], LabelArray] = {}
     for version in spec.versions:
         for level, name in (("slice", version.slice_file), ("lobe", version.lobe_file)):
-            path = folder / name
-            if not path.is_file():
+            real, problem = _locate(confined, folder, name)
+            if real is None and problem is None:
                 arrays[(version.name, level)] = LabelArray(version.name, level, name, None)
                 continue
-            array, error = read_npy(path)
+            array, error = read_npy(Path(real)) if real is not None else (None, problem)
             arrays[(version.name, level)] = LabelArray(
-                version.name, level, name, _shown(path, root), array, error
+                version.name, level, name, _shown(folder / name, root), array, error
             )
     return LabelFiles(_shown(folder, root), index, arrays)

@@ -1,16 +1,23 @@
-"""De-identification policy: PS3.15 actions from dicom-anonymizer, options from a TOML file."""
+"""De-identification policy: PS3.15 actions from dicom-anonymizer, options from a TOML file.
+
+The file is checked against ``schemas/policy.schema.json`` (unknown keys, types, regular
+expressions), then its DICOM keywords against pydicom's dictionary; every error names the
+file, the line and the key path.
+"""
 
 from __future__ import annotations
 
 import importlib
 import re
-import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from pydicom.datadict import tag_for_keyword
+
 from .errors import ProfileError
 from .resources import schema_dir
+from .settings import Problem, raise_problems, read_settings, schema_problems
 from .tags import tag_of
 
 __all__ = ["ACTION_TABLES", "Policy", "load_policy"]
@@ -28,6 +35,7 @@ ACTION_TABLES = {
     "X_Z_U_STAR_TAGS": "X/Z/U*",
 }
 DEFAULT_POLICY = "ctmd-default"
+SCHEMA = "policy.schema.json"
 
 
 @dataclass(frozen=True)
@@ -70,10 +78,8 @@ class Policy:
 
 
 def _tables(module: str) -> tuple[dict[int, str], list[tuple[int, int, int, int, str]]]:
-    try:
-        mod = importlib.import_module(f"dicomanonymizer.dicom_anonymization_databases.{module}")
-    except ImportError as exc:
-        raise ProfileError(f"dicom-anonymizer has no table module {module!r}") from exc
+    """PS3.15 actions from one of dicom-anonymizer's table modules; ImportError if absent."""
+    mod = importlib.import_module(f"dicomanonymizer.dicom_anonymization_databases.{module}")
     actions: dict[int, str] = {}
     masked: list[tuple[int, int, int, int, str]] = []
     for table, code in ACTION_TABLES.items():
@@ -85,36 +91,57 @@ def _tables(module: str) -> tuple[dict[int, str], list[tuple[int, int, int, int,
     return actions, masked
 
 
+def _keyword_problems(data: dict[str, Any]) -> list[Problem]:
+    """Names in ``retain.keywords`` and ``[kept]`` that pydicom does not know."""
+    problems = [
+        Problem(("retain", "keywords", i), f"{kw!r} is not a DICOM keyword")
+        for i, kw in enumerate(data.get("retain", {}).get("keywords", []))
+        if tag_for_keyword(kw) is None
+    ]
+    problems += [
+        Problem(("kept", kw), f"{kw!r} is not a DICOM keyword")
+        for kw in data.get("kept", {})
+        if tag_for_keyword(kw) is None
+    ]
+    return problems
+
+
 def load_policy(name_or_path: str | None = None) -> Policy:
-    """Load the default policy or a curator's TOML policy file."""
+    """Load the default policy or a curator's TOML policy file.
+
+    Raises :class:`ProfileError` naming the file, line and key of every problem found.
+    """
     name = name_or_path or DEFAULT_POLICY
     path = Path(name)
     if not path.is_file():
         path = schema_dir() / "deid" / f"{name}.toml"
+        if not path.is_file():
+            raise ProfileError(f"no such de-identification policy: {name}")
+    sf = read_settings(path, "de-identification policy", ProfileError)
+    raise_problems(schema_problems(sf.data, SCHEMA), [sf], ProfileError)
+    data: dict[str, Any] = sf.data
+    raise_problems(_keyword_problems(data), [sf], ProfileError)
+    module = data.get("standard_tables", "dicomfields_2026c")
     try:
-        data: dict[str, Any] = tomllib.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
-        raise ProfileError(f"cannot read de-identification policy {name}: {exc}") from exc
-    try:
-        module = str(data.get("standard_tables", "dicomfields_2026c"))
         actions, masked = _tables(module)
-        retain = data.get("retain", {})
-        return Policy(
-            name=str(data.get("name", path.stem)),
-            description=str(data.get("description", "")),
-            source=str(path),
-            standard_edition=module.removeprefix("dicomfields_"),
-            actions=actions,
-            masked=tuple(masked),
-            retain=frozenset(tag_of(k) for k in retain.get("keywords", [])),
-            retain_uids=bool(retain.get("uids", False)),
-            retain_dates=bool(retain.get("dates", False)),
-            safe_private=frozenset(str(c) for c in retain.get("safe_private", [])),
-            kept={k: re.compile(str(v)) for k, v in data.get("kept", {}).items()},
-            dummies={
-                vr: tuple(re.compile(str(p), re.IGNORECASE) for p in patterns)
-                for vr, patterns in data.get("dummies", {}).items()
-            },
-        )
-    except (KeyError, TypeError, ValueError, re.error) as exc:
-        raise ProfileError(f"malformed de-identification policy {path}: {exc!r}") from exc
+    except ImportError as exc:
+        where = sf.where(("standard_tables",))
+        raise ProfileError(f"{where}dicom-anonymizer has no table module {module!r}") from exc
+    retain = data.get("retain", {})
+    return Policy(
+        name=data.get("name", path.stem),
+        description=data.get("description", ""),
+        source=str(path),
+        standard_edition=module.removeprefix("dicomfields_"),
+        actions=actions,
+        masked=tuple(masked),
+        retain=frozenset(tag_of(k) for k in retain.get("keywords", [])),
+        retain_uids=retain.get("uids", False),
+        retain_dates=retain.get("dates", False),
+        safe_private=frozenset(retain.get("safe_private", [])),
+        kept={k: re.compile(v) for k, v in data.get("kept", {}).items()},
+        dummies={
+            vr: tuple(re.compile(p, re.IGNORECASE) for p in patterns)
+            for vr, patterns in data.get("dummies", {}).items()
+        },
+    )

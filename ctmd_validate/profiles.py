@@ -1,19 +1,30 @@
-"""Expectation profiles: what a dataset should look like (data in ``schemas/profiles``)."""
+"""Expectation profiles: what a dataset should look like (data in ``schemas/profiles``).
+
+A profile may ``extends = "release"`` (or another file) and override any part of it. Each
+file of the chain is checked alone against ``schemas/profile.schema.json`` (unknown keys and
+wrong types, so a typo in a user profile is an error, never ignored), then the merged
+profile is checked for required keys and cross-references (DICOM keywords, class, lobe and
+label-version names). Every error names the file, the line and the key path.
+"""
 
 from __future__ import annotations
 
 import csv
 import re
-import tomllib
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any
 
 from .errors import ProfileError
 from .resources import schema_dir
+from .settings import Problem, SettingsFile, raise_problems, read_settings, schema_problems
 
 __all__ = [
     "BUILTIN_PROFILES",
+    "TRANSFER_SYNTAXES",
+    "TYPE1_ITEMS",
     "ClassSpec",
     "Conformance",
     "Demographics",
@@ -27,6 +38,30 @@ __all__ = [
 ]
 
 BUILTIN_PROFILES = ("release", "subset")
+SCHEMA = "profile.schema.json"
+
+#: Transfer syntaxes accepted without a warning (PS3.5 Section 10, PS3.6 Table A-1):
+#: Implicit VR Little Endian, Explicit VR Little Endian, JPEG Lossless SV1 (the release's
+#: own), JPEG Lossless, JPEG 2000 lossless, RLE Lossless.
+TRANSFER_SYNTAXES: tuple[str, ...] = (
+    "1.2.840.10008.1.2",
+    "1.2.840.10008.1.2.1",
+    "1.2.840.10008.1.2.4.70",
+    "1.2.840.10008.1.2.4.57",
+    "1.2.840.10008.1.2.4.90",
+    "1.2.840.10008.1.2.5",
+)
+_SOP_INSTANCE_REFERENCE = ("ReferencedSOPClassUID", "ReferencedSOPInstanceUID")
+#: Sequence keyword -> keywords that are Type 1 inside each of its items: the SOP Instance
+#: Reference Macro (PS3.3 Table 10-11) that every one of these sequences' items includes.
+TYPE1_ITEMS: Mapping[str, tuple[str, ...]] = MappingProxyType(
+    {
+        "ReferencedImageSequence": _SOP_INSTANCE_REFERENCE,
+        "SourceImageSequence": _SOP_INSTANCE_REFERENCE,
+        "ReferencedStudySequence": _SOP_INSTANCE_REFERENCE,
+        "ReferencedPerformedProcedureStepSequence": _SOP_INSTANCE_REFERENCE,
+    }
+)
 
 
 @dataclass(frozen=True)
@@ -55,12 +90,18 @@ class ManifestCase:
 
 @dataclass(frozen=True)
 class Conformance:
-    """Which attributes every image must carry (names are DICOM keywords)."""
+    """Which attributes every image must carry (names are DICOM keywords).
+
+    ``transfer_syntaxes``: UIDs accepted without a warning. ``type1_items``: sequence
+    keyword -> keywords that must be present and non-empty in each of its items.
+    """
 
     sop_classes: tuple[str, ...] = ("1.2.840.10008.5.1.4.1.1.2",)
     file_meta: tuple[str, ...] = ()
     type1: tuple[str, ...] = ()
     type2: tuple[str, ...] = ()
+    transfer_syntaxes: tuple[str, ...] = TRANSFER_SYNTAXES
+    type1_items: dict[str, tuple[str, ...]] = field(default_factory=lambda: dict(TYPE1_ITEMS))
 
 
 @dataclass(frozen=True)
@@ -167,161 +208,245 @@ def _merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def _read_toml(path: Path, seen: tuple[Path, ...] = ()) -> tuple[dict[str, Any], Path]:
-    if path in seen:
-        raise ProfileError(f"profile {path} extends itself")
+def _exists(path: Path, kind: str = "any") -> bool:
+    """``path.exists()`` / ``is_file()`` that says False for names no OS accepts (NUL)."""
     try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
-        raise ProfileError(f"cannot read profile {path}: {exc}") from exc
-    parent = data.pop("extends", None)
-    if parent is None:
-        return data, path
-    parent_path = _resolve(str(parent), path.parent)
-    base, _ = _read_toml(parent_path, (*seen, path))
-    return _merge(base, data), path
+        return path.is_file() if kind == "file" else path.exists()
+    except (OSError, ValueError):
+        return False
 
 
 def _resolve(name: str, here: Path | None = None) -> Path:
     if name in BUILTIN_PROFILES:
         return schema_dir() / "profiles" / f"{name}.toml"
     path = Path(name)
-    if not path.is_absolute() and here is not None and not path.exists():
+    if not path.is_absolute() and here is not None and not _exists(path):
         path = here / path
     return path
 
 
+def _read_chain(path: Path) -> list[SettingsFile]:
+    """The profile file and every file it extends, most specific first; each checked alone."""
+    chain: list[SettingsFile] = []
+    seen: list[Path] = []
+    while True:
+        real = path.resolve()
+        if real in seen:
+            loop = " -> ".join(sf.label for sf in chain[seen.index(real) :])
+            raise ProfileError(f"{chain[-1].where(('extends',))}extends loop: {loop} -> {path}")
+        seen.append(real)
+        sf = read_settings(path, "profile", ProfileError)
+        raise_problems(schema_problems(sf.data, SCHEMA, partial=True), [sf], ProfileError)
+        chain.append(sf)
+        parent = sf.data.get("extends")
+        if parent is None:
+            return chain
+        path = _resolve(parent, path.parent)
+        if not _exists(path, "file"):
+            raise ProfileError(f"{sf.where(('extends',))}no such profile: {parent}")
+
+
 def _read_manifest(path: Path, classes: dict[str, ClassSpec]) -> dict[str, ManifestCase]:
+    """The release's cases; raises ValueError saying what is wrong with the CSV."""
     by_label = {spec.label.casefold(): key for key, spec in classes.items()}
     out: dict[str, ManifestCase] = {}
     try:
         with path.open(newline="", encoding="utf-8") as fh:
-            for row in csv.DictReader(fh):
-                key = by_label.get(row["diagnosis"].strip().casefold())
+            reader = csv.DictReader(fh)
+            missing = {"case_id", "diagnosis", "n_slices"} - set(reader.fieldnames or ())
+            if missing:
+                raise ValueError(f"no column(s) {sorted(missing)}")
+            for row in reader:
+                case_id, label, count = (row.get(k) for k in ("case_id", "diagnosis", "n_slices"))
+                if case_id is None or label is None or count is None:
+                    raise ValueError(f"line {reader.line_num}: too few fields")
+                key = by_label.get(label.strip().casefold())
                 if key is None:
-                    raise ProfileError(f"{path}: unknown diagnosis {row['diagnosis']!r}")
-                out[row["case_id"].strip()] = ManifestCase(
-                    row["case_id"].strip(), key, int(row["n_slices"])
-                )
-    except (OSError, KeyError, ValueError) as exc:
-        raise ProfileError(f"cannot read manifest {path}: {exc}") from exc
+                    raise ValueError(f"line {reader.line_num}: unknown diagnosis {label!r}")
+                if not re.fullmatch(r"[0-9]+", count.strip()):
+                    raise ValueError(f"line {reader.line_num}: n_slices {count!r} is not a count")
+                case_id = case_id.strip()
+                if case_id in out:
+                    raise ValueError(f"line {reader.line_num}: case {case_id!r} listed twice")
+                out[case_id] = ManifestCase(case_id, key, int(count))
+    except (OSError, csv.Error) as exc:  # UnicodeDecodeError is a ValueError: passes through
+        raise ValueError(str(exc)) from exc
     return out
 
 
-def _conformance(data: dict[str, Any]) -> Conformance:
-    from pydicom.datadict import tag_for_keyword
+def _unknown(path: tuple[str | int, ...], name: object, what: str, known: Sequence[str]) -> Problem:
+    return Problem(path, f"unknown {what} {name!r} (known: {', '.join(known)})")
 
-    lists = {
-        k: tuple(str(v) for v in data.get(k, ()))
-        for k in ("sop_classes", "file_meta", "type1", "type2")
-    }
+
+def _conformance(data: dict[str, Any], problems: list[Problem]) -> Conformance:
+    from pydicom.datadict import dictionary_VR, tag_for_keyword
+
+    def keywords(path: tuple[str | int, ...], names: Sequence[str]) -> tuple[str, ...]:
+        for i, kw in enumerate(names):
+            if tag_for_keyword(kw) is None:
+                problems.append(Problem((*path, i), f"{kw!r} is not a DICOM keyword"))
+        return tuple(names)
+
+    fields: dict[str, Any] = {"sop_classes": tuple(data.get("sop_classes", ()))}
     for key in ("file_meta", "type1", "type2"):
-        unknown = [kw for kw in lists[key] if tag_for_keyword(kw) is None]
-        if unknown:
-            raise ProfileError(f"[conformance] {key}: not DICOM keywords: {unknown}")
-    return Conformance(**lists)
+        fields[key] = keywords(("conformance", key), data.get(key, ()))
+    if "transfer_syntaxes" in data:
+        fields["transfer_syntaxes"] = tuple(data["transfer_syntaxes"])
+    if "type1_items" in data:
+        items: dict[str, tuple[str, ...]] = {}
+        for seq, names in data["type1_items"].items():
+            path = ("conformance", "type1_items", seq)
+            tag = tag_for_keyword(seq)
+            if tag is None:
+                problems.append(Problem(path, f"{seq!r} is not a DICOM keyword"))
+            elif (vr := dictionary_VR(tag)) != "SQ":
+                problems.append(Problem(path, f"{seq} is not a sequence (VR {vr}, not SQ)"))
+            items[seq] = keywords(path, names)
+        fields["type1_items"] = items
+    return Conformance(**fields)
 
 
-def _labels(data: dict[str, Any], classes: dict[str, ClassSpec]) -> LabelSpec:
+def _labels(
+    data: dict[str, Any], classes: dict[str, ClassSpec], problems: list[Problem]
+) -> LabelSpec:
     versions = tuple(
         LabelVersion(
-            name=str(name),
-            slice_file=str(v["slice"]),
-            lobe_file=str(v["lobe"]),
+            name=name,
+            slice_file=v["slice"],
+            lobe_file=v["lobe"],
             announced_changes=None
             if "announced_changes" not in v
-            else tuple(str(c) for c in v["announced_changes"]),
+            else tuple(v["announced_changes"]),
         )
         for name, v in data.get("versions", {}).items()
     )
     spec = LabelSpec(
-        index=str(data.get("index", "Index.csv")),
-        index_columns=tuple(str(c) for c in data.get("index_columns", LabelSpec.index_columns)),
-        index_relative_paths={
-            str(k): str(v) for k, v in data.get("index_relative_paths", {}).items()
-        },
-        lobes=tuple(str(x) for x in data.get("lobes", LabelSpec.lobes)),
-        upper_lobes=tuple(str(x) for x in data.get("upper_lobes", LabelSpec.upper_lobes)),
-        lower_lobes=tuple(str(x) for x in data.get("lower_lobes", LabelSpec.lower_lobes)),
-        reference_version=str(data.get("reference_version", "original")),
+        index=data.get("index", "Index.csv"),
+        index_columns=tuple(data.get("index_columns", LabelSpec.index_columns)),
+        index_relative_paths=dict(data.get("index_relative_paths", {})),
+        lobes=tuple(data.get("lobes", LabelSpec.lobes)),
+        upper_lobes=tuple(data.get("upper_lobes", LabelSpec.upper_lobes)),
+        lower_lobes=tuple(data.get("lower_lobes", LabelSpec.lower_lobes)),
+        reference_version=data.get("reference_version", "original"),
         versions=versions,
     )
-    unknown = [k for k in spec.index_relative_paths if k not in classes]
-    unknown += [x for x in (*spec.upper_lobes, *spec.lower_lobes) if x not in spec.lobes]
-    if versions and spec.reference_version not in {v.name for v in versions}:
-        unknown.append(spec.reference_version)
-    if unknown:
-        raise ProfileError(f"[labels] names unknown classes, lobes or versions: {unknown}")
+    for key in spec.index_relative_paths:
+        if key not in classes:
+            problems.append(
+                _unknown(("labels", "index_relative_paths", key), key, "class", list(classes))
+            )
+    for group in ("upper_lobes", "lower_lobes"):
+        for i, lobe in enumerate(getattr(spec, group)):
+            if lobe not in spec.lobes:
+                problems.append(_unknown(("labels", group, i), lobe, "lobe", spec.lobes))
+    names = [v.name for v in versions]
+    if versions and spec.reference_version not in names:
+        problems.append(
+            _unknown(("labels", "reference_version"), spec.reference_version, "version", names)
+        )
     return spec
 
 
-def _published(data: dict[str, Any], classes: dict[str, ClassSpec]) -> Published:
+def _published(
+    data: dict[str, Any],
+    classes: dict[str, ClassSpec],
+    versions: Sequence[str],
+    problems: list[Problem],
+) -> Published:
     demo = {
-        str(k): Demographics(
-            int(v["male"]), int(v["female"]), float(v["age_mean"]), float(v["age_sd"])
-        )
+        k: Demographics(int(v["male"]), int(v["female"]), float(v["age_mean"]), float(v["age_sd"]))
         for k, v in data.get("demographics", {}).items()
     }
     non_inf = data.get("non_infected_slices")
     pub = Published(
-        source=str(data.get("source", "")),
-        labelled={str(k): int(v) for k, v in data.get("labelled", {}).items()},
-        infected_slices={str(k): int(v) for k, v in data.get("infected_slices", {}).items()},
+        source=data.get("source", ""),
+        labelled={k: int(v) for k, v in data.get("labelled", {}).items()},
+        infected_slices={k: int(v) for k, v in data.get("infected_slices", {}).items()},
         non_infected_slices=None if non_inf is None else int(non_inf),
-        non_infected_classes=tuple(str(c) for c in data.get("non_infected_classes", ())),
+        non_infected_classes=tuple(data.get("non_infected_classes", ())),
         age_tolerance=float(data.get("age_tolerance", 0.1)),
         demographics=demo,
     )
-    unknown = [
-        k for k in (*pub.labelled, *pub.demographics, *pub.non_infected_classes) if k not in classes
-    ]
-    if unknown:
-        raise ProfileError(f"[published] names unknown classes: {unknown}")
+    known = list(classes)
+    for table in ("labelled", "demographics"):
+        for key in getattr(pub, table):
+            if key not in classes:
+                problems.append(_unknown(("published", table, key), key, "class", known))
+    for i, key in enumerate(pub.non_infected_classes):
+        if key not in classes:
+            problems.append(_unknown(("published", "non_infected_classes", i), key, "class", known))
+    for key in pub.infected_slices:
+        if versions and key not in versions:
+            problems.append(
+                _unknown(("published", "infected_slices", key), key, "label version", versions)
+            )
     return pub
 
 
+def _manifest(
+    data: dict[str, Any], here: Path, classes: dict[str, ClassSpec], problems: list[Problem]
+) -> dict[str, ManifestCase]:
+    name = data.get("manifest")
+    if not name:
+        return {}
+    path = Path(name)
+    if not path.is_absolute():
+        local = here / path
+        path = local if _exists(local) else schema_dir() / path
+    try:
+        return _read_manifest(path, classes)
+    except ValueError as exc:
+        problems.append(Problem(("manifest",), f"cannot read manifest {path}: {exc}"))
+        return {}
+
+
 def load_profile(name_or_path: str = "release") -> Profile:
-    """Load a built-in profile (``release``, ``subset``) or a TOML file that may extend one."""
+    """Load a built-in profile (``release``, ``subset``) or a TOML file that may extend one.
+
+    Raises :class:`ProfileError` naming the file, line and key of every problem found.
+    """
     path = _resolve(name_or_path)
-    if not path.is_file():
+    if not _exists(path, "file"):
         raise ProfileError(f"no such profile: {name_or_path}")
-    data, _ = _read_toml(path)
+    chain = _read_chain(path)
+    data: dict[str, Any] = {}
+    for sf in reversed(chain):
+        data = _merge(data, {k: v for k, v in sf.data.items() if k != "extends"})
+    raise_problems(schema_problems(data, SCHEMA), chain, ProfileError)
+    problems: list[Problem] = []
     try:
         classes = {
             key: ClassSpec(
                 key=key,
-                label=str(c["label"]),
-                documented=str(c["documented"]),
-                aliases=tuple(str(a) for a in c.get("aliases", [])),
-                case_pattern=re.compile(str(c["case_pattern"])),
+                label=c["label"],
+                documented=c["documented"],
+                aliases=tuple(c.get("aliases", [])),
+                case_pattern=re.compile(c["case_pattern"]),
                 expected_cases=int(c["expected_cases"]),
             )
             for key, c in data["classes"].items()
         }
         layout = data.get("layout", {})
-        manifest_name = data.get("manifest")
-        manifest: dict[str, ManifestCase] = {}
-        if manifest_name:
-            mpath = Path(manifest_name)
-            if not mpath.is_absolute():
-                local = path.parent / mpath
-                mpath = local if local.exists() else schema_dir() / mpath
-            manifest = _read_manifest(mpath, classes)
-        return Profile(
-            name=str(data.get("name", path.stem)),
-            description=str(data.get("description", "")),
-            complete=bool(data.get("complete", True)),
+        labels = _labels(data.get("labels", {}), classes, problems)
+        profile = Profile(
+            name=data.get("name", path.stem),
+            description=data.get("description", ""),
+            complete=data.get("complete", True),
             classes=classes,
-            manifest=manifest,
+            manifest=_manifest(data, path.parent, classes, problems),
             container_depth=int(layout.get("container_depth", 1)),
             root_files_allowed=tuple(layout.get("root_files_allowed", [])),
-            dicom_suffix=str(layout.get("dicom_suffix", ".dcm")).lower(),
+            dicom_suffix=layout.get("dicom_suffix", ".dcm").lower(),
             source=str(path),
-            conformance=_conformance(data.get("conformance", {})),
+            conformance=_conformance(data.get("conformance", {}), problems),
             geometry=Geometry(**{k: float(v) for k, v in data.get("geometry", {}).items()}),
-            labels=_labels(data.get("labels", {}), classes),
-            published=_published(data.get("published", {}), classes),
+            labels=labels,
+            published=_published(
+                data.get("published", {}), classes, [v.name for v in labels.versions], problems
+            ),
             raw=data,
         )
-    except (KeyError, TypeError, ValueError, re.error) as exc:
+    except (KeyError, TypeError, ValueError, re.error) as exc:  # the schema should prevent these
         raise ProfileError(f"malformed profile {path}: {exc!r}") from exc
+    raise_problems(problems, chain, ProfileError)
+    return profile

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from .findings import CheckResult, Finding, Severity
+from .paths import sanitize_message
 from .policy import Policy, load_policy
 from .profiles import Profile
 from .scan import ScanResult
@@ -137,7 +138,8 @@ def run_checks(ctx: CheckContext, only: Iterable[str] | None = None) -> list[Che
             result.examined = int(spec.func(ctx, sink))
             result.findings = sink.findings
         except Exception as exc:
-            result.crashed = "".join(traceback.format_exception_only(exc)).strip()
+            # the exception text may quote data values: keep only the library's wording
+            result.crashed = sanitize_message("".join(traceback.format_exception_only(exc)))
             result.findings = [
                 *sink.findings,
                 Finding(

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import json
 import os
 import re
+import tempfile
 from collections import defaultdict
 from dataclasses import dataclass
 from functools import cache, cached_property
@@ -19,15 +21,26 @@ from .config import Config
 from .errors import CtmdError
 from .findings import CheckResult, CheckStatus, Finding, Severity
 from .labelstats import inferred_json, stats_json
+from .paths import display, printable
 from .policy import Policy
 from .registry import REGISTRY
 from .resources import schema_file
 from .scan import ScanResult
 
-__all__ = ["REPORT_VERSION", "Report", "check_report_target", "report_schema", "validate_report"]
+__all__ = [
+    "REPORT_VERSION",
+    "Report",
+    "check_report_target",
+    "report_schema",
+    "validate_report",
+    "write_atomic",
+]
 
-REPORT_VERSION = "1.2"
+REPORT_VERSION = "1.3"
 REDACTED = "[redacted]"
+# Characters that end a masked token: path separators, white space, quotes, brackets.
+_BOUNDARY = frozenset(" \t\r\n/\\'\"`,;:()[]{}<>|=")
+_EXTENSION = re.compile(r"\.[A-Za-z][A-Za-z0-9]{0,5}$")
 
 
 @cache
@@ -42,13 +55,46 @@ def validate_report(data: dict[str, Any]) -> None:
 
 
 def check_report_target(target: str | os.PathLike[str], dataset_root: Path) -> Path:
-    """Where a report may be written: anywhere but inside the dataset (never written into)."""
+    """Where a report may be written: a file outside the dataset, in a folder we can create.
+
+    Checked before any scanning, so a bad ``--report`` costs nothing: a folder, a path
+    inside the dataset (never written into), or a place that cannot be created or written
+    is refused with a plain message.
+    """
     path = Path(target)
+    shown = display(str(path))
     try:
-        path.resolve().relative_to(dataset_root.resolve())
+        path.resolve().relative_to(Path(os.path.realpath(dataset_root)))
     except ValueError:
-        return path
-    raise CtmdError(f"refusing to write the report inside the dataset: {path}")
+        pass
+    else:
+        raise CtmdError(f"refusing to write the report inside the dataset: {shown}")
+    if path.is_dir():
+        raise CtmdError(f"the report path is a folder, give a file name: {shown}")
+    ancestor = path.absolute().parent
+    while not ancestor.exists() and ancestor != ancestor.parent:
+        ancestor = ancestor.parent
+    if not ancestor.is_dir():
+        raise CtmdError(
+            f"cannot create the report's folder (not a folder: {display(str(ancestor))})"
+        )
+    if not os.access(ancestor, os.W_OK | os.X_OK):
+        raise CtmdError(f"cannot write the report: no write permission in {display(str(ancestor))}")
+    return path
+
+
+def write_atomic(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` through a temporary file and a rename: all or nothing."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
 
 
 @dataclass
@@ -69,17 +115,80 @@ class Report:
         alternatives = sorted(self.redact, key=len, reverse=True)
         return re.compile("|".join(re.escape(v) for v in alternatives), re.IGNORECASE)
 
-    def scrub(self, value: Any) -> Any:
-        """``value`` with every identifying value replaced by ``[redacted]``."""
+    @cached_property
+    def _tokens(self) -> dict[str, str]:
+        """Masked file-name stems of the tree, numbered in name order (``[redacted#3]``).
+
+        Distinct files stay distinct in file lists without showing any part of a name.
+        """
         if self._mask is None:
-            return value
+            return {}
+        stems: set[str] = set()
+        for column in (self.scan.files["path"], self.scan.entries["path"]):
+            for rel in column:
+                for part in str(rel).split("/"):
+                    if self._mask.search(part):
+                        stems.add(_EXTENSION.sub("", part) or part)
+        return {stem: f"[redacted#{i}]" for i, stem in enumerate(sorted(stems), start=1)}
+
+    def _mask_text(self, text: str) -> str:
+        """Every token holding an identifying value, masked whole (its extension kept).
+
+        Masking value by value is not enough: a file name that holds a Patient ID with the
+        Operators' Name inside it would keep the rest of the ID once the name was masked.
+        """
+        assert self._mask is not None
+        spans: list[list[int]] = []
+        for m in self._mask.finditer(text):
+            a, b = m.start(), m.end()
+            while a > 0 and text[a - 1] not in _BOUNDARY:
+                a -= 1
+            while b < len(text) and text[b] not in _BOUNDARY:
+                b += 1
+            if spans and a <= spans[-1][1]:
+                spans[-1][1] = max(spans[-1][1], b)
+            else:
+                spans.append([a, b])
+        out, last = [], 0
+        for a, b in spans:
+            token = text[a:b]
+            ext = _EXTENSION.search(token)
+            stem = token[: ext.start()] if ext and ext.start() > 0 else token
+            suffix = token[len(stem) :]
+            out.append(text[last:a] + self._tokens.get(stem, REDACTED) + suffix)
+            last = b
+        out.append(text[last:])
+        return "".join(out)
+
+    def scrub(self, value: Any) -> Any:
+        """``value`` made safe to show: identifying values masked, undecodable bytes escaped."""
         if isinstance(value, str):
-            return self._mask.sub(REDACTED, value)
+            text = printable(value)
+            return (
+                text if self._mask is None or not self._mask.search(text) else self._mask_text(text)
+            )
         if isinstance(value, list | tuple):
             return [self.scrub(v) for v in value]
         if isinstance(value, dict):
-            return {k: self.scrub(v) for k, v in value.items()}
+            return {
+                self.scrub(k) if isinstance(k, str) else k: self.scrub(v) for k, v in value.items()
+            }
         return value
+
+    @property
+    def hints(self) -> list[str]:
+        """Advice on how the run was set up (not findings about the data)."""
+        profile = self.scan.profile
+        out: list[str] = []
+        if profile.complete and profile.manifest:
+            present = len(set(self.scan.cases["case_id"]) & set(profile.manifest))
+            if present < len(profile.manifest) / 2:
+                out.append(
+                    f"only {present} of the {len(profile.manifest)} release cases are here: for "
+                    "a partial copy or the public sample, use --profile subset (absent cases "
+                    "become info)"
+                )
+        return out
 
     @property
     def findings(self) -> list[Finding]:
@@ -113,13 +222,14 @@ class Report:
             "report_version": REPORT_VERSION,
             "tool": {"name": "ctmd-validate", "version": __version__},
             "generated": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-            "dataset_root": str(self.scan.root.resolve()),
+            "dataset_root": str(self.scan.root),
             "profile": {
                 "name": profile.name,
                 "complete": profile.complete,
                 "source": profile.source,
             },
             "config": self.config.source,
+            "hints": self.hints,
             "policy": None
             if self.policy is None
             else {
@@ -144,12 +254,12 @@ class Report:
                 },
             },
             "scan": {"seconds": round(self.scan.seconds, 3), "jobs": self.scan.jobs},
-            "stats": self.scrub(stats_json(self.scan)),
-            "inferred": self.scrub(inferred_json(self.scan)),
+            "stats": stats_json(self.scan),
+            "inferred": inferred_json(self.scan),
             "checks": [self._check_json(r) for r in self.results],
-            "findings": [self.scrub(f.to_json()) for f in self.findings],
+            "findings": [f.to_json() for f in self.findings],
         }
-        return data
+        return self.scrub(data)
 
     @staticmethod
     def _check_json(result: CheckResult) -> dict[str, Any]:
@@ -172,9 +282,7 @@ class Report:
     def write(self, target: str | os.PathLike[str]) -> Path:
         """Validate and write the JSON report (parents created; never inside the dataset)."""
         path = check_report_target(target, self.scan.root)
-        text = self.dumps()
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(text, encoding="utf-8")
+        write_atomic(path, self.dumps())
         return path
 
     def _label_lines(self) -> list[str]:
@@ -213,6 +321,7 @@ class Report:
             + (f", {waived} waived" if waived else ""),
         ]
         lines.extend(self._label_lines())
+        lines.extend(f"hint: {h}" for h in self.hints)
         groups: dict[tuple[int, str], list[Finding]] = defaultdict(list)
         for f in self.active:
             groups[(f.severity.rank, f.check_id)].append(f)
@@ -222,7 +331,7 @@ class Report:
             lines.append(f"{items[0].severity.value:<8} {check_id} ({len(items)})")
             for f in items[:per_group]:
                 where = f.path or f.case or "dataset"
-                lines.append(self.scrub(f"           {where}: {f.message}"))
+                lines.append(f"           {where}: {f.message}")
             if len(items) > per_group:
                 lines.append(f"           … and {len(items) - per_group} more")
         statuses = [r.status for r in self.results]
@@ -232,4 +341,4 @@ class Report:
             f"{statuses.count(CheckStatus.FAILED)} failed, "
             f"{statuses.count(CheckStatus.SKIPPED)} skipped"
         )
-        return "\n".join(lines)
+        return self.scrub("\n".join(lines))

@@ -8,27 +8,34 @@ never written to a report.
 from __future__ import annotations
 
 import fnmatch
+import logging
 import os
 import stat
 import struct
 import sys
 import time
+import warnings
+import zlib
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ProcessPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import pandas as pd
-import pydicom
-from pydicom.datadict import tag_for_keyword
+from pydicom.datadict import dictionary_VR, tag_for_keyword
 from pydicom.dataelem import RawDataElement
 from pydicom.dataset import Dataset
+from pydicom.filebase import DicomBytesIO
+from pydicom.filereader import _read_file_meta_info, read_dataset, read_partial, read_preamble
+from pydicom.uid import DeflatedExplicitVRLittleEndian
 
 from . import tables
 from .errors import CtmdError
 from .labelfiles import LabelFiles, load_labels
+from .paths import Confined, LinkState, display, sanitize_message
 from .profiles import Profile
 
 __all__ = ["ScanResult", "read_header", "scan"]
@@ -73,6 +80,15 @@ _PATHS: dict[tuple[str, int], str] = {}
 _ITEM = 0xFFFEE000
 _SEQ_DELIM = 0xFFFEE0DD
 _PIXEL_DATA = 0x7FE00010
+_PIXEL_TAGS = frozenset({0x7FE00008, 0x7FE00009, _PIXEL_DATA})
+_PIXEL_VRS = frozenset({b"OB", b"OW", b"UN", b"OF", b"OD", b"OV", b"OL"})
+#: Values longer than this are skipped by the parser, not read into memory (a damaged
+#: length must not make one header cost gigabytes).
+DEFER_SIZE = 1 << 20
+#: Encapsulated Pixel Data fragments followed per file before the walk stops.
+MAX_FRAGMENTS = 100_000
+#: A deflated dataset may inflate to at most this many bytes (a deflate bomb is refused).
+MAX_INFLATED = 256 << 20
 
 # Per-file values collected for the structure, conformance, geometry and
 # de-identification checks: (column, keyword, kind).
@@ -120,6 +136,10 @@ class ScanResult:
     labels: LabelFiles | None = None
     seconds: float = 0.0
     jobs: int = 1
+    #: class-folder spellings found deeper than the layout allows (relative paths)
+    deeper_class_dirs: tuple[str, ...] = ()
+    #: sanitised library warnings of the scan that concern no single image file
+    notes: tuple[str, ...] = ()
 
     @cached_property
     def readable(self) -> pd.DataFrame:
@@ -156,13 +176,29 @@ def _numbers(raw: bytes, vr: str, little: bool) -> str | None:
     return "\\".join(str(v) for v in values)
 
 
+def _implicit_vr(tag: int, length: int) -> str:
+    """The VR of an implicit-VR element, from the dictionary, without converting its value.
+
+    Converting would decode (and validate) the value, which costs time and makes pydicom
+    warn with the raw bytes in its message.
+    """
+    if length == 0xFFFFFFFF:
+        return "SQ"
+    try:
+        vr = dictionary_VR(tag)
+    except KeyError:
+        return "UN"
+    return vr.split(" or ", 1)[0]
+
+
 def _walk(
     ds: Dataset, prefix: str, depth: int, out: list[tuple[Any, ...]], top: dict[int, Any]
 ) -> None:
     """Record every data element (sequences included): path, tag, depth, VR, length, value.
 
     Values are taken from the raw bytes (no pydicom value conversion, which would cost as
-    much as the parse itself); ``top`` receives the depth-0 values by tag.
+    much as the parse itself); ``top`` receives the depth-0 values by tag. Values larger
+    than the deferral limit were skipped by the parser and are recorded without a value.
     """
     for tag in ds.keys():  # noqa: SIM118  (iterating ds would convert every element)
         elem = ds.get_item(tag)
@@ -172,13 +208,16 @@ def _walk(
                 f"{prefix}({tag >> 16:04X},{tag & 0xFFFF:04X})"
             )
         value: str | None = None
+        items: Any = None
         if isinstance(elem, RawDataElement):
-            vr = elem.VR
-            if vr is None:  # implicit VR: let pydicom resolve it
-                vr = ds[tag].VR
-            length = -1 if elem.length == 0xFFFFFFFF else int(elem.length)
+            length = int(elem.length)
+            vr = elem.VR or _implicit_vr(int(tag), length)
+            length = -1 if length == 0xFFFFFFFF else length
             raw = elem.value
-            if isinstance(raw, bytes):
+            if vr == "SQ":
+                # a deferred (very large) sequence keeps its length but is not opened
+                items = None if raw is None and length > 0 else ds[tag].value
+            elif isinstance(raw, bytes):
                 if vr in _TEXT_VRS:
                     value = _text(raw)
                 elif vr in _BINARY_VRS:
@@ -186,13 +225,13 @@ def _walk(
         else:
             vr = elem.VR
             length = -1
+            items = elem.value if vr == "SQ" else None
         vr = sys.intern(str(vr))
         if depth == 0:
             top[int(tag)] = value
         if vr == "SQ":
-            items = ds[tag].value or []
             out.append((path, int(tag), depth, vr, length, None))
-            for i, item in enumerate(items):
+            for i, item in enumerate(items or []):
                 _walk(item, f"{path}[{i}]", depth + 1, out, top)
         else:
             out.append((path, int(tag), depth, vr, length, value))
@@ -219,25 +258,32 @@ def _vector(top: dict[int, Any], tag: int, n: int) -> list[float | None]:
     return values if len(values) == n else [None] * n
 
 
-def _check_pixel_framing(fp: Any, size: int, implicit: bool) -> tuple[int | None, int, str | None]:
-    """Verify that the Pixel Data element is complete without reading it.
+def _check_pixel_framing(
+    fp: BinaryIO, size: int, little: bool = True
+) -> tuple[int | None, int, str | None]:
+    """Verify that the Pixel Data element is complete without reading its payload.
 
-    Returns ``(pixel_length, fragments, problem)``; the length is None when undefined
-    (encapsulated), ``problem`` says what is truncated or malformed.
+    One small read per fragment (the walk seeks over every payload), at most
+    ``MAX_FRAGMENTS`` of them. Returns ``(pixel_length, fragments, problem)``; the length
+    is None when undefined (encapsulated), ``problem`` says what is truncated or malformed.
     """
+    order = "<" if little else ">"
     head = fp.read(8)
     if len(head) < 8:
         return None, 0, "the file ends before its Pixel Data element (truncated?)"
-    group, elem = struct.unpack("<HH", head[:4])
+    group, elem = struct.unpack(f"{order}HH", head[:4])
     if (group << 16 | elem) != _PIXEL_DATA:
         return None, 0, f"unexpected element ({group:04X},{elem:04X}) where Pixel Data should be"
+    # the element's own encoding decides: a header read past a VR mismatch may differ
+    # from what the transfer syntax declares
+    implicit = not (head[4:6] in _PIXEL_VRS and head[6:8] == b"\0\0")
     if implicit:
-        (length,) = struct.unpack("<I", head[4:8])
+        (length,) = struct.unpack(f"{order}I", head[4:8])
     else:
         extra = fp.read(4)
         if len(extra) < 4:
             return None, 0, "Pixel Data header is truncated"
-        (length,) = struct.unpack("<I", extra)
+        (length,) = struct.unpack(f"{order}I", extra)
     start = fp.tell()
     if length != 0xFFFFFFFF:
         if start + length > size:
@@ -248,8 +294,17 @@ def _check_pixel_framing(fp: Any, size: int, implicit: bool) -> tuple[int | None
     while True:
         if offset + 8 > size:
             return None, max(fragments, 0), "encapsulated Pixel Data ends without a delimiter"
+        if fragments >= MAX_FRAGMENTS:
+            return (
+                None,
+                fragments,
+                (
+                    f"more than {MAX_FRAGMENTS} Pixel Data fragments (a CT slice has one per "
+                    "frame): the framing was not followed further"
+                ),
+            )
         fp.seek(offset)
-        g, e, item_len = struct.unpack("<HHI", fp.read(8))
+        g, e, item_len = struct.unpack(f"{order}HHI", fp.read(8))
         tag = g << 16 | e
         if tag == _SEQ_DELIM:
             return None, max(fragments, 0), None
@@ -261,59 +316,140 @@ def _check_pixel_framing(fp: Any, size: int, implicit: bool) -> tuple[int | None
             return None, fragments, "encapsulated Pixel Data fragment runs past the end of the file"
 
 
+def _stop_when() -> Callable[[int, str | None, int], bool]:
+    """Stop the parse at Pixel Data, or where the tags stop ascending.
+
+    PS3.5 7.1 requires ascending tags; a tag smaller than the one before is damage
+    (typically zero fill: element (0000,0000) over and over), and parsing on would walk
+    the whole payload eight bytes at a time. (pydicom asks twice about the first tag when
+    it probes the VR encoding, so an equal tag is let through.)
+    """
+    last = -1
+
+    def stop(tag: int, vr: str | None, length: int) -> bool:
+        nonlocal last
+        del vr, length
+        if tag in _PIXEL_TAGS or tag < last:
+            return True
+        last = tag
+        return False
+
+    return stop
+
+
+def _inflate(fp: BinaryIO, row: dict[str, Any]) -> tuple[BinaryIO, int] | None:
+    """The inflated dataset of a Deflated Explicit VR Little Endian file, within a cap."""
+    inflater = zlib.decompressobj(-zlib.MAX_WBITS)
+    try:
+        data = inflater.decompress(fp.read(MAX_INFLATED), MAX_INFLATED)
+    except zlib.error as exc:
+        row["status"] = "unreadable"
+        row["error"] = f"deflated dataset cannot be inflated: {exc}"
+        return None
+    if inflater.unconsumed_tail:
+        row["status"] = "unreadable"
+        row["error"] = f"deflated dataset inflates to more than {MAX_INFLATED} bytes: not read"
+        return None
+    return DicomBytesIO(data), len(data)
+
+
+def _parse(fp: BinaryIO, size: int, row: dict[str, Any]) -> Dataset | None:
+    """Parse one open file's header (and check its Pixel Data framing) into ``row``."""
+    fp.seek(0)
+    if read_preamble(fp, False) is None:
+        row["status"] = "not_dicom"
+        row["error"] = "no DICOM Part 10 preamble ('DICM' at byte 128)"
+        return None
+    meta = _read_file_meta_info(fp)
+    tsuid = meta.get("TransferSyntaxUID")
+    row["transfer_syntax"] = str(tsuid) if tsuid else None
+    body: BinaryIO = fp
+    if tsuid == DeflatedExplicitVRLittleEndian:
+        inflated = _inflate(fp, row)
+        if inflated is None:
+            return None
+        body, size = inflated
+        ds = read_dataset(body, False, True, stop_when=_stop_when(), defer_size=DEFER_SIZE)
+    else:
+        fp.seek(0)
+        ds = read_partial(fp, _stop_when(), defer_size=DEFER_SIZE)
+    ds.file_meta = meta
+    little = bool(ds.original_encoding[1]) if ds.original_encoding[1] is not None else True
+    length, fragments, problem = _check_pixel_framing(body, size, little)
+    row["pixel_length"] = length
+    row["pixel_fragments"] = fragments
+    if problem:
+        row["status"] = "unreadable"
+        row["error"] = problem
+    return ds
+
+
+@contextmanager
+def _captured(notes: list[str], path: str) -> Iterator[None]:
+    """Record the warnings and pydicom log records raised inside, sanitised, in ``notes``.
+
+    pydicom's messages quote raw header bytes (Patient ID, dates, serial numbers) when a
+    header is damaged: nothing of theirs may reach stderr, a log or a report as is.
+    """
+    logger = logging.getLogger("pydicom")
+    handler = _Collect()
+    saved = logger.propagate, logger.handlers[:]
+    logger.handlers[:] = [handler]
+    logger.propagate = False
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            yield
+    finally:
+        logger.handlers[:], logger.propagate = saved[1], saved[0]
+    for text in [str(w.message) for w in caught] + handler.messages:
+        note = sanitize_message(text, path)
+        if note and note not in notes:
+            notes.append(note)
+
+
+class _Collect(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+        self.messages: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            self.messages.append(record.getMessage())
+        except Exception:  # a malformed record: keep nothing of it
+            self.messages.append("a pydicom log message that could not be formatted")
+
+
 def read_header(path: str) -> tuple[dict[str, Any], list[tuple[Any, ...]]]:
-    """Parse one file's header once; never raises.
+    """Parse one file's header once; never raises, never lets a library print.
 
     Returns the file's row (``status`` is ``ok``, ``not_dicom`` or ``unreadable`` with an
-    ``error``) and its data elements.
+    ``error``; ``warnings`` holds what the parser had to work around, sanitised) and its
+    data elements. ``path`` must be a real path (links already resolved inside the root):
+    it is opened with ``O_NOFOLLOW``.
     """
-    row: dict[str, Any] = {"status": "ok", "error": None, "size": None}
+    row: dict[str, Any] = {"status": "ok", "error": None, "size": None, "warnings": None}
     elements: list[tuple[Any, ...]] = []
     top: dict[int, Any] = {}
+    notes: list[str] = []
     try:
-        # O_NONBLOCK: a FIFO named like a slice must not block the scan forever.
-        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
-        st = os.fstat(fd)
-        if not stat.S_ISREG(st.st_mode):
-            os.close(fd)
-            row["status"] = "unreadable"
-            row["error"] = "not a regular file (a pipe, socket or device)"
-            return row, elements
-        with os.fdopen(fd, "rb") as fp:
-            size = st.st_size
-            row["size"] = size
-            head = fp.read(132)
-            if len(head) < 132 or head[128:132] != b"DICM":
-                row["status"] = "not_dicom"
-                row["error"] = (
-                    "empty file" if size == 0 else "no DICOM Part 10 preamble ('DICM' at byte 128)"
-                )
-                return row, elements
-            fp.seek(0)
-            ds = pydicom.dcmread(fp, stop_before_pixels=True)
-            meta = ds.file_meta
-            tsuid = meta.get("TransferSyntaxUID")
-            row["transfer_syntax"] = str(tsuid) if tsuid else None
-            implicit = bool(tsuid.is_implicit_VR) if tsuid and tsuid.is_transfer_syntax else False
-            _walk(meta, "", 0, elements, top)
-            _walk(ds, "", 0, elements, top)
-            length, fragments, problem = _check_pixel_framing(fp, size, implicit)
-            row["pixel_length"] = length
-            row["pixel_fragments"] = fragments
-            if problem:
-                row["status"] = "unreadable"
-                row["error"] = problem
+        with _captured(notes, path):
+            _read_into(path, row, elements, top)
     except (OSError, EOFError) as exc:
         row["status"] = "unreadable"
         row["error"] = (
-            f"{type(exc).__name__}: {exc.strerror or exc}"
-            if isinstance(exc, OSError)
-            else f"file ends inside the header ({exc})"
+            f"{type(exc).__name__}: {exc.strerror or 'cannot be read'}"
+            if isinstance(exc, OSError) and exc.strerror
+            else f"file ends inside the header ({sanitize_message(str(exc), path)})"
         )
-        return row, elements
     except Exception as exc:
         row["status"] = "unreadable"
-        row["error"] = f"header cannot be parsed: {type(exc).__name__}: {exc}"[:300]
+        detail = sanitize_message(f"{type(exc).__name__}: {exc}", path)
+        row["error"] = f"header cannot be parsed: {detail}"
+    if notes:
+        row["warnings"] = "\n".join(notes)
+    if row["status"] != "ok":
+        elements.clear()
         return row, elements
     for column, keyword, kind in _FIELDS:
         row[column] = _field(top, _TAGS[keyword], kind)
@@ -325,16 +461,49 @@ def read_header(path: str) -> tuple[dict[str, Any], list[tuple[Any, ...]]]:
     return row, elements
 
 
+def _read_into(
+    path: str, row: dict[str, Any], elements: list[tuple[Any, ...]], top: dict[int, Any]
+) -> None:
+    # O_NONBLOCK: a FIFO named like a slice must not block the scan forever.
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_NOFOLLOW", 0))
+    st = os.fstat(fd)
+    if not stat.S_ISREG(st.st_mode):
+        os.close(fd)
+        row["status"] = "unreadable"
+        row["error"] = "not a regular file (a pipe, socket or device)"
+        return
+    with os.fdopen(fd, "rb") as fp:
+        size = st.st_size
+        row["size"] = size
+        head = fp.read(132)
+        if len(head) < 132 or head[128:132] != b"DICM":
+            row["status"] = "not_dicom"
+            row["error"] = (
+                "empty file" if size == 0 else "no DICOM Part 10 preamble ('DICM' at byte 128)"
+            )
+            return
+        ds = _parse(fp, size, row)
+        if ds is None:
+            return
+        _walk(ds.file_meta, "", 0, elements, top)
+        _walk(ds, "", 0, elements, top)
+
+
 ELEMENT_COLUMNS = ("file_idx", "path", "tag", "depth", "vr", "length", "value")
 _Chunk = tuple[list[dict[str, Any]], dict[str, list[Any]]]
 
 
-def _read_chunk(items: list[tuple[int, str]]) -> _Chunk:
+def _read_chunk(items: list[tuple[int, str | None]]) -> _Chunk:
     """Parse a chunk of files; elements come back as columns (cheap to send and to stack)."""
     rows: list[dict[str, Any]] = []
     columns: dict[str, list[Any]] = {c: [] for c in ELEMENT_COLUMNS}
     for idx, path in items:
-        row, elements = read_header(path)
+        if path is None:  # a broken link: nothing to open
+            row: dict[str, Any] = {"status": "unreadable", "size": None, "warnings": None}
+            row["error"] = "broken symbolic link: its target does not exist"
+            elements: list[tuple[Any, ...]] = []
+        else:
+            row, elements = read_header(path)
         row["file_idx"] = idx
         rows.append(row)
         if elements and row["status"] == "ok":  # an unreadable file contributes no elements
@@ -348,47 +517,108 @@ def _read_chunk(items: list[tuple[int, str]]) -> _Chunk:
 
 
 @dataclass
+class _Dir:
+    """A folder of the walk: as the user sees it (``shown``) and where it really is."""
+
+    shown: Path
+    real: str
+
+
+@dataclass
+class _Entry:
+    """One directory entry, its links resolved inside the root."""
+
+    name: str
+    shown: Path
+    real: str | None  # None: a link that is not followed
+    is_dir: bool
+    link: LinkState | None = None
+
+
+@dataclass
 class _Walk:
+    confined: Confined
+    root: Path
     class_dirs: list[dict[str, Any]] = field(default_factory=list)
     cases: list[dict[str, Any]] = field(default_factory=list)
     candidates: list[dict[str, Any]] = field(default_factory=list)
     entries: list[dict[str, Any]] = field(default_factory=list)
-    layout_dirs: list[Path] = field(default_factory=list)
+    layout_dirs: list[_Dir] = field(default_factory=list)
+    deeper: list[str] = field(default_factory=list)
+
+    def rel(self, path: Path) -> str:
+        return display(path.relative_to(self.root).as_posix())
+
+    def add(self, path: Path, kind: str, role: str, reason: str | None, case: str | None) -> None:
+        """Record a tree entry that is not a class folder, case folder or image."""
+        self.entries.append(
+            {"path": self.rel(path), "kind": kind, "role": role, "case_key": case, "reason": reason}
+        )
+
+    def listdir(self, folder: _Dir) -> list[_Entry]:
+        """The entries of a (real) folder, each link resolved without leaving the root."""
+        try:
+            with os.scandir(folder.real) as it:
+                raw = sorted(it, key=lambda e: e.name)
+        except OSError:
+            return []
+        out = []
+        for e in raw:
+            shown = folder.shown / e.name
+            try:
+                is_link = e.is_symlink()
+            except OSError:
+                is_link = False
+            if not is_link:
+                out.append(_Entry(e.name, shown, e.path, _is_dir(e)))
+                continue
+            state, target = self.confined.resolve_link(e.path)
+            is_dir = target is not None and os.path.isdir(target)
+            if is_dir and target is not None and _contains(target, folder.real):
+                state, target = LinkState.LOOP, None  # a folder linking to itself or above
+            out.append(_Entry(e.name, shown, target, is_dir, state))
+        return out
+
+    def unfollowed(self, entry: _Entry, case: str | None) -> bool:
+        """Record a link that leaves the root or loops; True when ``entry`` is one."""
+        if entry.link is LinkState.OUTSIDE:
+            reason = "a symbolic link to a place outside the dataset root"
+            self.add(entry.shown, "link", "symlink_outside", reason, case)
+            return True
+        if entry.link is LinkState.LOOP:
+            reason = "a symbolic link that loops (to itself, a folder above it, or a cycle)"
+            self.add(entry.shown, "link", "symlink_loop", reason, case)
+            return True
+        return False
 
 
-def display(name: str) -> str:
-    """A file name as printable UTF-8: undecodable bytes become ``\\xNN`` escapes.
-
-    Names that are not valid UTF-8 would otherwise make the report and the summary
-    impossible to encode.
-    """
-    return os.fsencode(name).decode("utf-8", "backslashreplace")
-
-
-def _rel(path: Path, root: Path) -> str:
-    return display(path.relative_to(root).as_posix())
-
-
-def _listdir(path: Path) -> list[os.DirEntry[str]]:
-    try:
-        with os.scandir(path) as it:
-            return sorted(it, key=lambda e: e.name)
-    except OSError:
-        return []
+def _contains(folder: str, path: str) -> bool:
+    return path == folder or path.startswith(folder.rstrip(os.sep) + os.sep)
 
 
 def _is_dir(entry: os.DirEntry[str]) -> bool:
     try:
-        return entry.is_dir()
+        return entry.is_dir(follow_symlinks=False)
     except OSError:
         return False
 
 
-def _count_files(path: Path) -> int:
+#: A stray folder's files are counted up to this many (a wrong ROOT may be a whole disk).
+MAX_COUNTED = 10_000
+
+
+def _count_files(real: str, walk: _Walk, profile: Profile) -> str:
+    """How many files a stray folder holds (links not followed), and class folders below."""
     total = 0
-    for _dirpath, _dirs, files in os.walk(path):
+    for dirpath, dirs, files in os.walk(real):
         total += len(files)
-    return total
+        for name in dirs:
+            if _class_of_dir(name, profile) is not None and len(walk.deeper) < 10:
+                shown = walk.root / os.path.relpath(os.path.join(dirpath, name), walk.confined.root)
+                walk.deeper.append(walk.rel(shown))
+        if total > MAX_COUNTED:
+            return f"more than {MAX_COUNTED} files"
+    return f"{total} files"
 
 
 def _class_of_dir(name: str, profile: Profile) -> str | None:
@@ -398,117 +628,94 @@ def _class_of_dir(name: str, profile: Profile) -> str | None:
     return None
 
 
-def _find_class_dirs(root: Path, profile: Profile) -> tuple[list[tuple[Path, str]], set[Path]]:
-    """Class folders directly under ROOT or up to ``container_depth`` folders down."""
-    found: list[tuple[Path, str]] = []
-    containers: set[Path] = set()
+def _find_class_dirs(walk: _Walk, profile: Profile) -> tuple[list[tuple[_Entry, str]], list[_Dir]]:
+    """Class folders directly under ROOT or up to ``container_depth`` folders down.
+
+    Returns them and the layout folders (ROOT, and every folder between ROOT and a folder
+    that holds class folders).
+    """
+    root = _Dir(walk.root, walk.confined.root)
+    found: list[tuple[_Entry, str]] = []
+    containers: dict[Path, _Dir] = {}
+    parents: dict[Path, _Dir] = {}
     level = [root]
     for _depth in range(profile.container_depth + 1):
-        nxt: list[Path] = []
+        nxt: list[_Dir] = []
         for folder in level:
-            for entry in _listdir(folder):
-                if not _is_dir(entry) or entry.name.startswith("."):
+            for entry in walk.listdir(folder):
+                if not entry.is_dir or entry.real is None or entry.name.startswith("."):
                     continue
                 key = _class_of_dir(entry.name, profile)
                 if key is not None:
-                    found.append((Path(entry.path), key))
-                    containers.add(folder)
+                    found.append((entry, key))
+                    containers[folder.shown] = folder
                 else:
-                    nxt.append(Path(entry.path))
+                    sub = _Dir(entry.shown, entry.real)
+                    parents[sub.shown] = folder
+                    nxt.append(sub)
         if found:
             break
         level = nxt
-    # Every folder between ROOT and a container is part of the layout, not stray.
-    chain: set[Path] = set()
-    for folder in containers:
-        while folder != root and folder not in chain:
-            chain.add(folder)
-            folder = folder.parent
-    return found, containers | chain | {root}
+    layout: dict[Path, _Dir] = {root.shown: root}
+    for folder in containers.values():
+        while folder.shown not in layout:
+            layout[folder.shown] = folder
+            folder = parents[folder.shown]
+    return found, sorted(layout.values(), key=lambda d: (len(d.shown.parts), d.shown))
 
 
 def _walk_tree(root: Path, profile: Profile) -> _Walk:
-    walk = _Walk()
-    class_dirs, layout_dirs = _find_class_dirs(root, profile)
-    class_paths = {p for p, _ in class_dirs}
+    walk = _Walk(Confined.at(root), root)
+    class_dirs, layout_dirs = _find_class_dirs(walk, profile)
+    class_paths = {e.shown for e, _ in class_dirs}
+    layout_paths = {d.shown for d in layout_dirs}
     suffix = profile.dicom_suffix
-    walk.layout_dirs = sorted(layout_dirs - {root}, key=lambda p: (len(p.parts), p))
+    walk.layout_dirs = [d for d in layout_dirs if d.shown != root]
 
-    for folder in sorted(layout_dirs):
-        for entry in _listdir(folder):
-            path = Path(entry.path)
-            rel = _rel(path, root)
-            if path in class_paths or path in layout_dirs:
+    for folder in layout_dirs:
+        for entry in walk.listdir(folder):
+            if entry.shown in class_paths or entry.shown in layout_paths:
                 continue
-            if _is_dir(entry):
-                walk.entries.append(
-                    {
-                        "path": rel,
-                        "kind": "dir",
-                        "role": "stray",
-                        "case_key": None,
-                        "reason": f"unexpected folder ({_count_files(path)} files inside)",
-                    }
-                )
+            if walk.unfollowed(entry, None):
                 continue
-            allowed = folder == root or folder in layout_dirs
-            if (
-                allowed
-                and not entry.name.startswith(".")
-                and any(fnmatch.fnmatch(entry.name, g) for g in profile.root_files_allowed)
+            if entry.is_dir and entry.real is not None:
+                inside = _count_files(entry.real, walk, profile)
+                walk.add(entry.shown, "dir", "stray", f"unexpected folder ({inside} inside)", None)
+            elif not entry.name.startswith(".") and any(
+                fnmatch.fnmatch(entry.name, g) for g in profile.root_files_allowed
             ):
-                walk.entries.append(
-                    {
-                        "path": rel,
-                        "kind": "file",
-                        "role": "dataset_file",
-                        "case_key": None,
-                        "reason": None,
-                    }
-                )
+                walk.add(entry.shown, "file", "dataset_file", None, None)
             else:
-                walk.entries.append(
-                    {
-                        "path": rel,
-                        "kind": "file",
-                        "role": "stray",
-                        "case_key": None,
-                        "reason": _stray_reason(entry.name, "next to the class folders"),
-                    }
-                )
+                reason = _stray_reason(entry, "next to the class folders")
+                walk.add(entry.shown, "file", "stray", reason, None)
 
-    for path, key in class_dirs:
-        crel = _rel(path, root)
-        walk.class_dirs.append({"path": crel, "name": display(path.name), "class_key": key})
-        for entry in _listdir(path):
-            epath = Path(entry.path)
-            rel = _rel(epath, root)
-            if _is_dir(entry):
-                case_key = rel
+    for entry, key in class_dirs:
+        crel = walk.rel(entry.shown)
+        walk.class_dirs.append({"path": crel, "name": display(entry.name), "class_key": key})
+        for sub in walk.listdir(_Dir(entry.shown, str(entry.real))):
+            if walk.unfollowed(sub, None):
+                continue
+            if sub.is_dir and sub.real is not None:
+                case_key = walk.rel(sub.shown)
                 walk.cases.append(
                     {
                         "case_key": case_key,
-                        "case_id": display(entry.name),
+                        "case_id": display(sub.name),
                         "class_key": key,
                         "class_dir": crel,
                     }
                 )
-                _walk_case(epath, root, case_key, suffix, walk)
+                _walk_case(_Dir(sub.shown, sub.real), case_key, suffix, walk, profile)
             else:
                 where = "inside a class folder, outside any case folder"
-                walk.entries.append(
-                    {
-                        "path": rel,
-                        "kind": "file",
-                        "role": "stray",
-                        "case_key": None,
-                        "reason": _stray_reason(entry.name, where),
-                    }
-                )
+                walk.add(sub.shown, "file", "stray", _stray_reason(sub, where), None)
     return walk
 
 
-def _stray_reason(name: str, where: str) -> str:
+def _stray_reason(entry: _Entry, where: str) -> str:
+    name = entry.name
+    if entry.link is LinkState.BROKEN:
+        return f"broken symbolic link {where}"
     if name in {".DS_Store", "Thumbs.db", "desktop.ini"} or name.startswith("._"):
         return f"operating-system metadata file {where}"
     if name.startswith("."):
@@ -516,35 +723,23 @@ def _stray_reason(name: str, where: str) -> str:
     return f"not part of the dataset layout: file {where}"
 
 
-def _walk_case(case_dir: Path, root: Path, case_key: str, suffix: str, walk: _Walk) -> None:
-    for entry in _listdir(case_dir):
-        path = Path(entry.path)
-        rel = _rel(path, root)
-        if _is_dir(entry):
-            walk.entries.append(
-                {
-                    "path": rel,
-                    "kind": "dir",
-                    "role": "stray",
-                    "case_key": case_key,
-                    "reason": f"folder nested in a case folder ({_count_files(path)} files inside)",
-                }
-            )
+def _walk_case(case: _Dir, case_key: str, suffix: str, walk: _Walk, profile: Profile) -> None:
+    for entry in walk.listdir(case):
+        if walk.unfollowed(entry, case_key):
+            continue
+        if entry.is_dir and entry.real is not None:
+            inside = _count_files(entry.real, walk, profile)
+            reason = f"folder nested in a case folder ({inside} inside)"
+            walk.add(entry.shown, "dir", "stray", reason, case_key)
         elif entry.name.startswith("."):
-            walk.entries.append(
-                {
-                    "path": rel,
-                    "kind": "file",
-                    "role": "stray",
-                    "case_key": case_key,
-                    "reason": _stray_reason(entry.name, "in a case folder"),
-                }
+            walk.add(
+                entry.shown, "file", "stray", _stray_reason(entry, "in a case folder"), case_key
             )
         else:
             walk.candidates.append(
                 {
-                    "path": rel,
-                    "abspath": str(path),
+                    "path": walk.rel(entry.shown),
+                    "abspath": entry.real,
                     "case_key": case_key,
                     "suffix_ok": entry.name.lower().endswith(suffix),
                 }
@@ -554,12 +749,14 @@ def _walk_case(case_dir: Path, root: Path, case_key: str, suffix: str, walk: _Wa
 # --------------------------------------------------------------------------- scan
 
 
-def _chunks(items: list[tuple[int, str]], size: int) -> Iterator[list[tuple[int, str]]]:
+def _chunks(
+    items: list[tuple[int, str | None]], size: int
+) -> Iterator[list[tuple[int, str | None]]]:
     for i in range(0, len(items), size):
         yield items[i : i + size]
 
 
-def _parse_all(paths: list[str], jobs: int, progress: ProgressFn | None) -> Iterable[_Chunk]:
+def _parse_all(paths: list[str | None], jobs: int, progress: ProgressFn | None) -> Iterable[_Chunk]:
     total = len(paths)
     items = list(enumerate(paths))
     if progress:
@@ -594,23 +791,56 @@ def scan(
     """Walk ``root`` once, parse every candidate DICOM header once, read the label files once.
 
     ``labels_dir``: where ``Index.csv`` and the label arrays are (default: ROOT, else the
-    folder that holds the class folders).
+    folder that holds the class folders). Nothing outside ROOT (and ``labels_dir``) is
+    read: links that leave it are recorded, not followed. Library warnings and log records
+    raised meanwhile are captured, sanitised, and kept with the file they concern (or in
+    ``notes``), never printed.
 
     Raises :class:`CtmdError` only when the root itself cannot be read.
     """
     started = time.perf_counter()
     root_path = Path(root)
     if not root_path.is_dir():
-        raise CtmdError(f"dataset root is not a readable folder: {root_path}")
+        raise CtmdError(f"dataset root is not a readable folder: {display(str(root_path))}")
     try:
         os.listdir(root_path)
     except OSError as exc:
-        raise CtmdError(f"cannot list dataset root {root_path}: {exc}") from exc
+        raise CtmdError(
+            f"cannot list dataset root {display(str(root_path))}: {exc.strerror}"
+        ) from exc
     if labels_dir is not None and not Path(labels_dir).is_dir():
-        raise CtmdError(f"labels folder is not a readable folder: {labels_dir}")
+        raise CtmdError(f"labels folder is not a readable folder: {display(str(labels_dir))}")
+    root_path = Path(os.path.realpath(root_path))
     jobs = max(1, jobs or os.cpu_count() or 1)
-    walk = _walk_tree(root_path, profile)
+    notes: list[str] = []
+    with _captured(notes, str(root_path)):
+        walk = _walk_tree(root_path, profile)
+        file_rows, element_columns = _parse_files(walk, jobs, progress)
+        files = tables.make_files(file_rows)
+        labels = load_labels(
+            root_path, profile, labels_dir, [Path(d.real) for d in walk.layout_dirs]
+        )
+        result = ScanResult(
+            root=root_path,
+            profile=profile,
+            class_dirs=tables.make_class_dirs(walk.class_dirs),
+            cases=tables.make_cases(walk.cases, files, profile),
+            files=files,
+            elements=tables.make_elements(element_columns),
+            entries=tables.make_entries(walk.entries),
+            labels=labels,
+            deeper_class_dirs=tuple(walk.deeper),
+            jobs=jobs,
+        )
+    result.notes = tuple(notes)
+    result.seconds = time.perf_counter() - started
+    return result
 
+
+def _parse_files(
+    walk: _Walk, jobs: int, progress: ProgressFn | None
+) -> tuple[list[dict[str, Any]], dict[str, list[Any]]]:
+    """Parse every candidate image; files that are not DICOM and not named so are strays."""
     file_rows: list[dict[str, Any]] = []
     element_columns: dict[str, list[Any]] = {c: [] for c in ELEMENT_COLUMNS}
     paths = [c["abspath"] for c in walk.candidates]
@@ -618,13 +848,15 @@ def scan(
         for row in rows:
             cand = walk.candidates[row["file_idx"]]
             if row["status"] == "not_dicom" and not cand["suffix_ok"]:
+                name = Path(cand["path"]).name
+                reason = _stray_reason(_Entry(name, Path(name), None, False), "in a case folder")
                 walk.entries.append(
                     {
                         "path": cand["path"],
                         "kind": "file",
                         "role": "stray",
                         "case_key": cand["case_key"],
-                        "reason": _stray_reason(Path(cand["path"]).name, "in a case folder"),
+                        "reason": reason,
                     }
                 )
                 continue  # a file that is not DICOM has no elements
@@ -634,18 +866,4 @@ def scan(
             file_rows.append(row)
         for name, values in columns.items():
             element_columns[name].extend(values)
-
-    files = tables.make_files(file_rows)
-    cases = tables.make_cases(walk.cases, files, profile)
-    return ScanResult(
-        root=root_path,
-        profile=profile,
-        class_dirs=tables.make_class_dirs(walk.class_dirs),
-        cases=cases,
-        files=files,
-        elements=tables.make_elements(element_columns),
-        entries=tables.make_entries(walk.entries),
-        labels=load_labels(root_path, profile, labels_dir, walk.layout_dirs),
-        seconds=time.perf_counter() - started,
-        jobs=jobs,
-    )
+    return file_rows, element_columns

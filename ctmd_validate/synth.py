@@ -22,11 +22,15 @@ from pathlib import Path
 
 import numpy as np
 import pydicom
+import pydicom.filebase
+import pydicom.filewriter
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.sequence import Sequence
 from pydicom.uid import (
     PYDICOM_IMPLEMENTATION_UID,
     CTImageStorage,
+    DeflatedExplicitVRLittleEndian,
+    ExplicitVRBigEndian,
     ExplicitVRLittleEndian,
     SecondaryCaptureImageStorage,
     generate_uid,
@@ -978,7 +982,7 @@ def _deid_patient_id(root: Path) -> None:
 @_defect(
     "deid-filename",
     "name the COVID-19 case's files after a Patient ID they carry",
-    {"deid.filename", "deid.patient_id", "deid.attribute.present"},
+    {"deid.filename", "deid.patient_id", "deid.attribute.present", "structure.file.name_order"},
 )
 def _deid_filename(root: Path) -> None:
     for i, f in enumerate(_slices(_first_case(root)), start=1):
@@ -1310,3 +1314,168 @@ def _demographics_age(root: Path) -> None:
     path = _slices(_first_case(root, "cap"))[0]
     age = int(str(pydicom.dcmread(path, stop_before_pixels=True).PatientAge)[:3])
     _all(_first_case(root, "cap"), _set(PatientAge=f"{age + 10:03d}Y"))
+
+
+# --------------------------------------------------------------------------- trust defects
+
+
+@_defect(
+    "no-case-folders",
+    "move every case folder out of its class folder (class folders left empty)",
+    {
+        "structure.no_dataset",
+        "structure.case_dir.missing",
+        "labels.index.case_missing",
+        "structure.stray_file",
+        "counts.class",
+    },
+)
+def _no_case_folders(root: Path) -> None:
+    aside = root / "moved-aside"
+    aside.mkdir()
+    for class_dir in _class_dirs(root).values():
+        for case in sorted(p for p in class_dir.iterdir() if p.is_dir()):
+            case.rename(aside / case.name)
+
+
+@_defect(
+    "symlink-outside",
+    "replace a slice of the first CAP case with a link to a copy outside the dataset root",
+    {
+        "structure.symlink_outside",
+        "counts.case_slices",
+        "geometry.spacing.missing_slice",
+        "geometry.instance_number",
+    },
+)
+def _symlink_outside(root: Path) -> None:
+    f = _slices(_first_case(root, "cap"))[2]
+    outside = root.parent / f"outside-{root.name}-{f.name}"
+    shutil.move(f, outside)
+    os.symlink(outside.absolute(), f)
+
+
+@_defect(
+    "symlink-loop",
+    "add a folder link to itself inside the first Normal case",
+    {"structure.symlink_loop"},
+)
+def _symlink_loop(root: Path) -> None:
+    os.symlink(".", _first_case(root, "normal") / "again")
+
+
+@_defect(
+    "symlink-inside",
+    "replace a slice with a link to a copy elsewhere inside the dataset (followed: valid)",
+    {"structure.stray_file"},
+)
+def _symlink_inside(root: Path) -> None:
+    f = _slices(_first_case(root, "cap"))[2]
+    spare = root / "spare-slice.dcm"
+    shutil.move(f, spare)
+    os.symlink(os.path.relpath(spare, f.parent), f)
+
+
+@_defect(
+    "vr-mismatch",
+    "write one slice's dataset in implicit VR while its file meta says explicit VR",
+    {"dicom.parser_warning"},
+)
+def _vr_mismatch(root: Path) -> None:
+    f = _slices(_first_case(root, "covid"))[4]
+    ds = pydicom.dcmread(f)
+    head = f.read_bytes()
+    end = len(head) - len(_encoded(ds, implicit=False))
+    f.write_bytes(head[:end] + _encoded(ds, implicit=True))
+
+
+def _encoded(ds: Dataset, *, implicit: bool) -> bytes:
+    """The dataset (file meta excluded) encoded little endian, implicit or explicit VR."""
+    buffer = pydicom.filebase.DicomBytesIO()
+    buffer.is_little_endian = True
+    buffer.is_implicit_VR = implicit
+    pydicom.filewriter.write_dataset(buffer, ds)
+    return buffer.getvalue()
+
+
+@_defect(
+    "big-endian",
+    "rewrite one slice of the first Normal case in Explicit VR Big Endian (valid, retired)",
+    {"dicom.transfer_syntax"},
+)
+def _big_endian(root: Path) -> None:
+    f = _slices(_first_case(root, "normal"))[1]
+    ds = pydicom.dcmread(f)
+    ds.PixelData = np.frombuffer(ds.PixelData, "<u2").astype(">u2").tobytes()
+    ds.file_meta.TransferSyntaxUID = ExplicitVRBigEndian
+    pydicom.dcmwrite(f, ds, little_endian=False, implicit_vr=False, enforce_file_format=True)
+
+
+@_defect(
+    "deflated",
+    "rewrite one slice of the first Normal case in Deflated Explicit VR Little Endian",
+    {"dicom.transfer_syntax"},
+)
+def _deflated(root: Path) -> None:
+    f = _slices(_first_case(root, "normal"))[2]
+    ds = pydicom.dcmread(f)
+    ds.file_meta.TransferSyntaxUID = DeflatedExplicitVRLittleEndian
+    ds.save_as(f, enforce_file_format=True)
+
+
+@_defect(
+    "zero-filled",
+    "replace the Pixel Data of one CAP slice with 4 MiB of zeros (a zero-filled download)",
+    {"dicom.unreadable"},
+)
+def _zero_filled(root: Path) -> None:
+    f = _slices(_first_case(root, "cap"))[-1]
+    data = f.read_bytes()
+    f.write_bytes(data[: data.rindex(b"\xe0\x7f\x10\x00")] + bytes(4 << 20))
+
+
+@_defect(
+    "name-order",
+    "rename the first COVID-19 case's files <id>_<n>.dcm, not zero-padded (the sample's names)",
+    {"structure.file.name_order"},
+)
+def _name_order(root: Path) -> None:
+    case = _first_case(root, "covid")
+    for i, f in enumerate(_slices(case), start=1):
+        f.rename(case / f"{case.name}_{i}.dcm")
+
+
+@_defect(
+    "deid-empty-removed",
+    "add an empty Patient's Address (action X) to every slice of the CAP case",
+    {"deid.attribute.empty"},
+)
+def _deid_empty_removed(root: Path) -> None:
+    for f in _slices(_first_case(root, "cap")):
+        _edit(f, _set(PatientAddress=""))
+
+
+@_defect(
+    "sop-uid-empty",
+    "empty every SOP Instance UID of the Normal case, keeping the file meta's (hold-out style)",
+    {"dicom.file_meta", "dicom.required_attribute", "dicom.uid.duplicate"},
+)
+def _sop_uid_empty(root: Path) -> None:
+    for f in _slices(_first_case(root, "normal")):
+        _edit(f, _set(SOPInstanceUID=""), enforce=False)
+
+
+@_defect(
+    "nested-type1-empty",
+    "add a Referenced Image Sequence whose item has an empty Referenced SOP Instance UID",
+    {"dicom.required_attribute"},
+)
+def _nested_type1_empty(root: Path) -> None:
+    def change(ds: Dataset) -> None:
+        item = Dataset()
+        item.ReferencedSOPClassUID = CTImageStorage
+        item.ReferencedSOPInstanceUID = ""
+        ds.ReferencedImageSequence = Sequence([item])
+
+    for f in _slices(_first_case(root))[:3]:
+        _edit(f, change)

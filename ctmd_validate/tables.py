@@ -20,6 +20,8 @@ import pandera.pandas as pa
 from .profiles import Profile
 
 INDEX_FIELDS = ("label_index", "diagnosis", "relative_path", "case_id")
+#: What a tree entry that is not a class folder, case folder or image is.
+ENTRY_ROLES = ("stray", "dataset_file", "symlink_outside", "symlink_loop")
 
 __all__ = [
     "CASES",
@@ -38,6 +40,7 @@ _STR = "string"
 _FLOAT = "float64"
 
 _FILE_STR_COLUMNS = (
+    "warnings",
     "transfer_syntax",
     "media_sop_class_uid",
     "media_sop_instance_uid",
@@ -143,8 +146,8 @@ ELEMENTS = pa.DataFrameSchema(
 ENTRIES = pa.DataFrameSchema(
     {
         "path": pa.Column(_STR, unique=True),
-        "kind": pa.Column(_STR, pa.Check.isin(["file", "dir"])),
-        "role": pa.Column(_STR, pa.Check.isin(["stray", "dataset_file"])),
+        "kind": pa.Column(_STR, pa.Check.isin(["file", "dir", "link"])),
+        "role": pa.Column(_STR, pa.Check.isin(ENTRY_ROLES)),
         "case_key": pa.Column(_STR, nullable=True),
         "reason": pa.Column(_STR, nullable=True),
     },

@@ -669,9 +669,10 @@ def test_unreadable_header_garbage(tree: Path, mini_report: Report) -> None:
     assert f.actual
 
 
-def test_dangling_symlink(tree: Path, mini_report: Report, tmp_path: Path) -> None:
+def test_dangling_symlink_inside_the_root(tree: Path, mini_report: Report) -> None:
+    """A link whose (missing) target would lie inside the root is a lost slice of its case."""
     link = tree / case_rel("covid") / "IM9999.dcm"
-    os.symlink(tmp_path / "gone" / "IM9999.dcm", link)
+    os.symlink("IM9998.dcm", link)
     report, new = run(tree, mini_report)
     bad = only([f for f in new if f.check_id == "dicom.unreadable"])
     assert (bad.severity, bad.case, bad.path) == (
@@ -679,11 +680,25 @@ def test_dangling_symlink(tree: Path, mini_report: Report, tmp_path: Path) -> No
         COVID,
         f"{case_rel('covid')}/IM9999.dcm",
     )
-    assert bad.actual == "FileNotFoundError: No such file or directory"
+    assert bad.actual == "broken symbolic link: its target does not exist"
     # the link is an (unreadable) image file of the case, so the case has one file too many
     count = only([f for f in new if f.check_id == "counts.case_slices"])
     assert (count.expected, count.actual) == (MINI_SLICES["covid"], MINI_SLICES["covid"] + 1)
     assert {f.check_id for f in new} == {"dicom.unreadable", "counts.case_slices"}
+    assert not report.valid
+
+
+def test_dangling_symlink_outside_the_root(tree: Path, mini_report: Report, tmp_path: Path) -> None:
+    """A link that leaves the root is reported as such and never followed (even dangling)."""
+    os.symlink(tmp_path / "gone" / "IM9999.dcm", tree / case_rel("covid") / "IM9999.dcm")
+    report, new = run(tree, mini_report)
+    bad = only(new)
+    assert (bad.check_id, bad.severity, bad.case, bad.path) == (
+        "structure.symlink_outside",
+        Severity.ERROR,
+        COVID,
+        f"{case_rel('covid')}/IM9999.dcm",
+    )
     assert not report.valid
 
 
@@ -719,9 +734,12 @@ def test_permission_denied(
 def test_symlink_loop(tree: Path, mini_report: Report) -> None:
     os.symlink("IM0042.dcm", tree / case_rel("cap") / "IM0042.dcm")
     _, new = run(tree, mini_report)
-    bad = only([f for f in new if f.check_id == "dicom.unreadable"])
-    assert (bad.case, bad.path) == (CAP, f"{case_rel('cap')}/IM0042.dcm")
-    assert bad.actual == "OSError: Too many levels of symbolic links"
+    bad = only(new)
+    assert (bad.check_id, bad.case, bad.path) == (
+        "structure.symlink_loop",
+        CAP,
+        f"{case_rel('cap')}/IM0042.dcm",
+    )
 
 
 def test_fifo_named_like_a_slice_does_not_hang(tree: Path, mini_report: Report) -> None:
@@ -931,7 +949,7 @@ def test_unknown_check_id_in_config(tmp_path: Path, mini_clean: Path, name: str,
     [
         ("level.toml", '[severity]\n"dicom.unreadable" = "fatal"\n', "level must be one of"),
         ("noreason.toml", '[[waive]]\nid = "dicom.unreadable"\n', "needs an id and a reason"),
-        ("keys.toml", "[severities]\n", "unknown keys"),
+        ("keys.toml", "[severities]\n", "unknown key"),
         ("syntax.toml", "[severity\n", "cannot read config"),
         ("syntax.json", "{", "cannot read config"),
         ("list.json", "[]", "must be a table"),

@@ -54,6 +54,52 @@ def _missing(
     return out
 
 
+_ITEM_STEP = re.compile(r"^(?P<parent>.*)\[(?P<item>\d+)\]\((?P<tag>[0-9A-F]{4},[0-9A-F]{4})\)$")
+
+
+def _missing_in_items(ctx: CheckContext) -> dict[tuple[str, str, str], list[str]]:
+    """``(case_key, 'Seq[*].Keyword', 'absent'|'empty') -> [paths]`` for sequence items."""
+    required = {
+        tag_of(seq): [tag_of(k) for k in keywords]
+        for seq, keywords in ctx.profile.conformance.type1_items.items()
+    }
+    el = ctx.scan.elements
+    seqs = el[(el["vr"] == "SQ") & el["tag"].isin(list(required))]
+    if seqs.empty:
+        return {}
+    nested = el[el["depth"] > 0]
+    steps = pd.Series(nested["path"].cat.categories).str.extract(_ITEM_STEP.pattern)
+    steps.index = nested["path"].cat.categories
+    child = nested.assign(
+        parent=nested["path"].map(steps["parent"]).astype(str),
+        item=nested["path"].map(steps["item"]).astype(str),
+        empty=(nested["length"] == 0)
+        | nested["value"].map(lambda v: isinstance(v, str) and v.strip() == ""),
+    )
+    by_item: dict[tuple[int, str, str], dict[int, bool]] = {}
+    for f, parent, item, tag, empty in zip(
+        child["file_idx"], child["parent"], child["item"], child["tag"], child["empty"], strict=True
+    ):
+        by_item.setdefault((int(f), parent, item), {})[int(tag)] = bool(empty)
+    items_of: dict[tuple[int, str], list[dict[int, bool]]] = {}
+    for (f, parent, _item), tags in by_item.items():
+        items_of.setdefault((f, parent), []).append(tags)
+    files = ctx.scan.files.set_index("file_idx")
+    out: dict[tuple[str, str, str], list[str]] = {}
+    for f, path, seq_tag in zip(seqs["file_idx"], seqs["path"], seqs["tag"], strict=True):
+        for tags in items_of.get((int(f), str(path)), []):
+            for tag in required[int(seq_tag)]:
+                how = "absent" if tag not in tags else "empty" if tags[tag] else None
+                if how is None:
+                    continue
+                where = f"{keyword_path(str(path))}[*].{keyword_path(tag_text(tag))}"
+                key = (str(files.at[int(f), "case_key"]), where, how)
+                paths = out.setdefault(key, [])
+                if not paths or paths[-1] != files.at[int(f), "path"]:
+                    paths.append(str(files.at[int(f), "path"]))
+    return out
+
+
 @check("dicom.file_meta", Severity.ERROR, scope="case")
 def file_meta(ctx: CheckContext, sink: Sink) -> int:
     """The Part 10 file meta information is incomplete or contradicts the dataset.
@@ -89,8 +135,10 @@ def file_meta(ctx: CheckContext, sink: Sink) -> int:
         ),
     )
     for media, own, media_kw, own_kw in pairs:
-        both = files[files[media].notna() & files[own].notna()]
-        bad = both[both[media] != both[own]]
+        # an empty dataset UID against a media UID is a mismatch too; an absent or empty
+        # media UID is already reported above
+        has_media = files[files[media].notna()]
+        bad = has_media[has_media[own].isna() | (has_media[media] != has_media[own])]
         for case_key, group in bad.groupby("case_key"):
             sink.add(
                 f"{len(group)} files' {media_kw} differs from their {own_kw}",
@@ -132,9 +180,11 @@ def required_attribute(ctx: CheckContext, sink: Sink) -> int:
     """A Type 1 attribute is absent or empty (error), or a Type 2 attribute is absent (warning).
 
     The lists (CT Image IOD, plus Slice Location, which the dataset's labels depend on) are
-    in the profile's ``[conformance]`` table. De-identification must empty Type 2
-    attributes, not delete them. Fix: restore the attribute from the source data, or add it
-    empty where the standard allows (Type 2).
+    in the profile's ``[conformance]`` table; ``type1_items`` adds the attributes that are
+    Type 1 inside every item of a sequence (Referenced SOP Class/Instance UID of the SOP
+    Instance Reference Macro in Referenced/Source Image Sequence, at any depth).
+    De-identification must empty Type 2 attributes, not delete them. Fix: restore the
+    attribute from the source data, or add it empty where the standard allows (Type 2).
     """
     files = ctx.scan.readable
     cases = ctx.scan.case_ids
@@ -147,9 +197,12 @@ def required_attribute(ctx: CheckContext, sink: Sink) -> int:
         (key, paths, Severity.WARNING, "Type 2")
         for key, paths in _missing(ctx, conf.type2, empty_counts=False).items()
     ]
+    problems += [
+        (key, paths, Severity.ERROR, "Type 1") for key, paths in _missing_in_items(ctx).items()
+    ]
     for (case_key, keyword, how), paths, severity, kind in sorted(problems, key=lambda p: p[0]):
         sink.add(
-            f"{kind} {keyword} {tag_text(tag_of(keyword))} is {how} in {len(paths)} of "
+            f"{kind} {keyword}{_tag_suffix(keyword)} is {how} in {len(paths)} of "
             f"{totals[case_key]} files",
             case=str(cases[case_key]),
             path=case_key,
@@ -159,6 +212,11 @@ def required_attribute(ctx: CheckContext, sink: Sink) -> int:
             severity=severity,
         )
     return len(files)
+
+
+def _tag_suffix(keyword: str) -> str:
+    """`` (gggg,eeee)`` after a top-level keyword; nothing after a sequence-item path."""
+    return "" if "[" in keyword else f" {tag_text(tag_of(keyword))}"
 
 
 def uid_problem(value: str) -> str | None:
@@ -217,12 +275,25 @@ def uid_duplicate(ctx: CheckContext, sink: Sink) -> int:
     """Two files share a SOP Instance UID, or two cases share a Study or Series Instance UID.
 
     A UID must identify one object: archives keep only one of the duplicates, and two
-    "cases" with one study may be the same patient scan counted twice. Fix: find out which
-    copy is right; regenerate UIDs where files were copied or edited.
+    "cases" with one study may be the same patient scan counted twice. Files that all lack
+    a SOP Instance UID (absent or empty) share the empty one and are reported together.
+    Fix: find out which copy is right; regenerate UIDs where files were copied or edited.
     """
     files = ctx.scan.readable
     cases = ctx.scan.case_ids
     sop = files[files["sop_instance_uid"].notna()]
+    blank = files[files["sop_instance_uid"].isna()]
+    if len(blank) > 1:
+        in_cases = sorted({str(cases[k]) for k in blank["case_key"]})
+        sink.add(
+            f"{len(blank)} files have no SOP Instance UID (absent or empty): nothing tells "
+            "them apart",
+            case=in_cases[0] if len(in_cases) == 1 else None,
+            path=str(blank["path"].iloc[0]),
+            expected="one file per SOP Instance UID",
+            actual=f"{len(blank)} files without one in case(s) {', '.join(in_cases)}",
+            files=list(blank["path"]),
+        )
     for _, group in sop[sop["sop_instance_uid"].duplicated(keep=False)].groupby("sop_instance_uid"):
         in_cases = sorted({str(cases[k]) for k in group["case_key"]})
         sink.add(
@@ -244,4 +315,4 @@ def uid_duplicate(ctx: CheckContext, sink: Sink) -> int:
                 expected=f"one {label} Instance UID per case",
                 actual=ids,
             )
-    return len(sop)
+    return len(files)

@@ -45,15 +45,11 @@ def _nonempty_sequences(el: pd.DataFrame) -> set[tuple[int, str]]:
     return set(zip(nested["file_idx"], parents, strict=True))
 
 
-@check("deid.attribute.present", Severity.ERROR, scope="case")
-def attribute_present(ctx: CheckContext, sink: Sink) -> int:
-    """An attribute the Basic Profile removes (X) or blanks (Z, D, combined codes) holds data.
+def _audit(ctx: CheckContext) -> tuple[pd.DataFrame, pd.Series, pd.Series]:
+    """Public attributes the policy de-identifies: the rows, which hold data, which are empty.
 
-    X must be absent; Z must be empty or a dummy; D and the combined codes must hold a
-    dummy, never an original-looking value — at every depth, sequences included. One
-    finding per attribute and case, with the number of files. Fix: re-run the
-    de-identification with the Basic Profile; or declare an option (e.g. retained dates)
-    in your own policy file if you really keep it.
+    "Empty" is an X (remove) attribute that is present with no value (length 0, or a
+    sequence without items): a deviation from the profile, but nothing leaks.
     """
     policy: Policy = ctx.policy
     el = ctx.scan.elements
@@ -64,8 +60,9 @@ def attribute_present(ctx: CheckContext, sink: Sink) -> int:
     audited = el[code.notna() & ~code.isin(["U", "X/Z/U*"])].assign(action=code)
     if policy.retain_dates:
         audited = audited[~audited["vr"].isin(_DATE_VRS)]
+    none = pd.Series(False, index=audited.index, dtype=bool)
     if audited.empty:
-        return len(el)
+        return audited, none, none
     sequences = _nonempty_sequences(el)
     pairs = audited[["value", "vr"]].drop_duplicates()
     dummy = {
@@ -92,7 +89,25 @@ def attribute_present(ctx: CheckContext, sink: Sink) -> int:
         case_ids.astype(str).str.casefold()
     )
     binary = audited["value"].isna() & ~is_sq & (audited["length"] > 0)
-    violating = (audited["action"] == "X") | (is_sq & sq_full) | (~is_sq & (has_data | binary))
+    holds = (is_sq & sq_full) | (~is_sq & (has_data | binary))
+    is_x = audited["action"] == "X"
+    empty_x = is_x & ~holds & ((audited["length"] == 0) | (is_sq & ~sq_full))
+    violating = holds | (is_x & ~empty_x)
+    return audited, violating.astype(bool), empty_x.astype(bool)
+
+
+@check("deid.attribute.present", Severity.ERROR, scope="case")
+def attribute_present(ctx: CheckContext, sink: Sink) -> int:
+    """An attribute the Basic Profile removes (X) or blanks (Z, D, combined codes) holds data.
+
+    X must be absent; Z must be empty or a dummy; D and the combined codes must hold a
+    dummy, never an original-looking value — at every depth, sequences included. One
+    finding per attribute and case, with the number of files. An X attribute that is
+    present but empty leaks nothing and is ``deid.attribute.empty`` instead. Fix: re-run
+    the de-identification with the Basic Profile; or declare an option (e.g. retained
+    dates) in your own policy file if you really keep it.
+    """
+    audited, violating, _empty = _audit(ctx)
     bad = _with_case(ctx, audited[violating])
     totals = ctx.scan.readable_per_case
     for (case_key, tag), group in bad.groupby(["case_key", "tag"]):
@@ -117,7 +132,32 @@ def attribute_present(ctx: CheckContext, sink: Sink) -> int:
             else f"empty or a dummy (action {first['action']})",
             actual=actual,
         )
-    return len(audited)
+    return len(audited) if not audited.empty else len(ctx.scan.elements)
+
+
+@check("deid.attribute.empty", Severity.WARNING, scope="case")
+def attribute_empty(ctx: CheckContext, sink: Sink) -> int:
+    """An attribute the Basic Profile removes (action X) is present, but empty.
+
+    Nothing leaks (the value has length 0, or the sequence has no item), so this is not a
+    privacy problem; but the profile says *remove*, and tools that audit against PS3.15
+    flag it. Kept apart from ``deid.attribute.present`` so that a real leak is never lost
+    among empty attributes. Fix: remove the attribute when you next rewrite the files.
+    """
+    audited, _violating, empty = _audit(ctx)
+    rows = _with_case(ctx, audited[empty])
+    totals = ctx.scan.readable_per_case
+    for (case_key, tag), group in rows.groupby(["case_key", "tag"]):
+        n = int(group["file_idx"].nunique())
+        sink.add(
+            f"{_keyword(int(tag))} {tag_text(int(tag))} (action X) is present but empty in "
+            f"{n} of {totals.get(case_key, 0)} files (no value leaks)",
+            case=str(group["case_id"].iloc[0]),
+            path=str(case_key),
+            expected="absent (action X)",
+            actual={"files": n, "vr": str(group["vr"].iloc[0]), "value_length": 0},
+        )
+    return len(audited) if not audited.empty else len(ctx.scan.elements)
 
 
 @check("deid.kept_attribute.missing", Severity.ERROR, scope="case")
@@ -267,7 +307,8 @@ def filename(ctx: CheckContext, sink: Sink) -> int:
 
     Names travel with every copy, every listing and every report; a Patient ID in a file
     name survives any header de-identification. Fix: rename the files (e.g. ``IM0001.dcm``).
-    The finding shows the name pattern with the value masked, never the value.
+    The finding never shows such a name: every rendering masks the whole name stem
+    (``[redacted#12].dcm``), since masking only the value can leave part of another one.
     """
     values = _with_case(ctx, identifying_elements(ctx.scan, ctx.policy))
     examined = len(ctx.scan.readable)  # every readable file's name
@@ -281,15 +322,13 @@ def filename(ctx: CheckContext, sink: Sink) -> int:
     ids = ctx.scan.case_ids
     for (case_key, tag), paths in sorted(hits.items()):
         keyword = _keyword(tag)
-        example = paths[0].rsplit("/", 1)[-1]
-        value = values[(values["file"] == paths[0]) & (values["tag"] == tag)]["value"].iloc[0]
-        masked = re.sub(re.escape(str(value).strip()), f"<{keyword}>", example, flags=re.IGNORECASE)
         sink.add(
-            f"{len(paths)} file names contain their own {keyword} {tag_text(tag)}, e.g. '{masked}'",
+            f"{len(paths)} file names contain their own {keyword} {tag_text(tag)}",
             case=str(ids[case_key]),
             path=str(case_key),
             expected=f"names free of {keyword}",
-            actual={"files": len(paths), "pattern": masked},
+            actual={"files": len(paths)},
+            files=paths,
         )
     return examined
 

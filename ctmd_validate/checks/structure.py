@@ -237,3 +237,148 @@ def file_extension(ctx: CheckContext, sink: Sink) -> int:
             actual=PurePosixPath(row.path).suffix or "(no suffix)",
         )
     return len(files)
+
+
+def _no_dataset_hint(ctx: CheckContext) -> str:
+    """Where the dataset probably is, judged from what ROOT holds."""
+    scan = ctx.scan
+    root = scan.root
+    profile = ctx.profile
+    if any(spec.matches_dir(root.name) for spec in profile.classes.values()):
+        return (
+            f"ROOT is itself the class folder '{root.name}': did you mean the folder above it "
+            f"({root.parent})?"
+        )
+    top = scan.entries[~scan.entries["path"].str.contains("/", regex=False)]
+    names = [str(p) for p in top["path"]]
+    if profile.class_of_case_name(root.name) or any(
+        n.lower().endswith(profile.dicom_suffix) for n in names
+    ):
+        return (
+            "ROOT looks like a single case folder (it holds image files): did you mean the "
+            f"folder two levels above it ({root.parent.parent})?"
+        )
+    case_like = [n for n in names if profile.class_of_case_name(n)]
+    if case_like:
+        return (
+            f"ROOT holds case folders ({', '.join(case_like[:3])}) but no class folder: is it a "
+            f"class folder under another name? Did you mean the folder above it ({root.parent})?"
+        )
+    if scan.deeper_class_dirs:
+        where = scan.deeper_class_dirs[0].rsplit("/", 1)[0]
+        return (
+            f"class folders lie deeper than the layout allows (e.g. '{scan.deeper_class_dirs[0]}'"
+            f"): did you mean ROOT/{where}?"
+        )
+    return "is this the folder you downloaded the dataset into?"
+
+
+@check("structure.no_dataset", Severity.ERROR)
+def no_dataset(ctx: CheckContext, sink: Sink) -> int:
+    """No COVID-CT-MD dataset was found under ROOT: no class folder, or no case folder.
+
+    An empty folder, a single class or case folder, or a wrong path must never pass as a
+    valid dataset, whatever the profile (``subset`` included) and whatever the config: this
+    check cannot be waived or re-levelled. The message says where the dataset probably
+    is. Fix: pass the folder that holds the class folders (or the folder one above it).
+    """
+    spellings = ", ".join(f"'{spec.documented}'" for spec in ctx.profile.classes.values())
+    if ctx.scan.class_dirs.empty:
+        sink.add(
+            f"no dataset under ROOT: no class folder ({spellings} or a known spelling) in it "
+            f"or up to {ctx.profile.container_depth} folder(s) below; {_no_dataset_hint(ctx)}",
+            expected="class folders holding case folders",
+            actual="no class folder",
+        )
+    elif ctx.scan.cases.empty:
+        dirs = sorted(ctx.scan.class_dirs["path"])
+        sink.add(
+            f"no dataset under ROOT: the class folders ({', '.join(dirs)}) hold no case folder",
+            path=dirs[0],
+            expected="case folders (P001, cap001, normal001, ...) in the class folders",
+            actual="no case folder",
+        )
+    return 1
+
+
+@check("structure.symlink_outside", Severity.ERROR)
+def symlink_outside(ctx: CheckContext, sink: Sink) -> int:
+    """A symbolic link in the dataset points outside the dataset root.
+
+    The validator never reads outside the root it was given, so what the link points at is
+    not validated (nor even looked at); and a copy that depends on files elsewhere is not
+    self-contained: archiving or moving it breaks it. Fix: replace the link with the file
+    or folder itself.
+    """
+    entries = ctx.scan.entries
+    for row in entries[entries["role"] == "symlink_outside"].itertuples():
+        sink.add(
+            f"link not followed: {row.reason}",
+            case=_case_of(row.case_key),
+            path=row.path,
+            expected="a file or folder inside the dataset root",
+            actual="a link to outside the root",
+        )
+    return int((entries["kind"] == "link").sum()) + len(entries)
+
+
+@check("structure.symlink_loop", Severity.ERROR)
+def symlink_loop(ctx: CheckContext, sink: Sink) -> int:
+    """A symbolic link loops: to itself, to a folder above it, or through a cycle of links.
+
+    Tools that follow links (``find -L``, ``os.walk(followlinks=True)``, many loaders) never
+    finish or fail on it, and whatever it was meant to point at is missing. Fix: remove the
+    link or point it at the real file or folder.
+    """
+    entries = ctx.scan.entries
+    for row in entries[entries["role"] == "symlink_loop"].itertuples():
+        sink.add(
+            f"link not followed: {row.reason}",
+            case=_case_of(row.case_key),
+            path=row.path,
+            expected="a link to a file or folder",
+            actual="a link loop",
+        )
+    return len(entries)
+
+
+def _case_of(case_key: object) -> str | None:
+    return case_key.rsplit("/", 1)[-1] if isinstance(case_key, str) else None
+
+
+@check("structure.file.name_order", Severity.INFO, scope="case")
+def file_name_order(ctx: CheckContext, sink: Sink) -> int:
+    """Sorted by name, a case's files are not in slice order.
+
+    Names such as ``<id>_1.dcm`` … ``<id>_154.dcm`` are not zero-padded, so they sort
+    1, 10, 100, 101 …; a loader that stacks ``sorted(glob('*.dcm'))`` builds a scrambled
+    volume and misaligns every slice label. Info, because no document promises name order;
+    it is still the most common loading mistake. Fix (for users): sort slices by Slice
+    Location (or Instance Number), never by file name.
+    """
+    files = ctx.scan.readable
+    examined = 0
+    for case_key, group in files.groupby("case_key"):
+        for column, label in (
+            ("slice_location", "Slice Location"),
+            ("instance_number", "Instance Number"),
+        ):
+            values = group[column]
+            if len(group) < 2 or values.isna().any():
+                continue
+            examined += 1
+            ordered = values.to_numpy()[group["path"].to_numpy().argsort(kind="stable")]
+            steps = ordered[1:] - ordered[:-1]
+            if (steps >= 0).all() or (steps <= 0).all():
+                break
+            first = int(((steps > 0) != (steps[0] > 0)).argmax()) + 1
+            sink.add(
+                f"sorted by file name, the {len(group)} files are not in {label} order (the "
+                f"order first turns after file {first}); sort slices by {label}, not by name",
+                case=str(ctx.scan.case_ids[case_key]),
+                path=str(case_key),
+                expected=f"name order = {label} order",
+                actual=f"name order turns after file {first} of {len(group)}",
+            )
+            break
+    return examined
