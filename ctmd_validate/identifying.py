@@ -48,4 +48,9 @@ def identifying_values(scan: ScanResult, policy: Policy) -> frozenset[str]:
         for part in re.split(r"[\\^]" if vr == "PN" else r"\\", str(value)):
             if len(part.strip()) >= MIN_LENGTH:
                 out.add(part.strip())
-    return frozenset(out)
+    # an unreadable file has no elements: the parts of its name that its own header spells
+    # out verbatim (see scan.read_header) are data too
+    for tokens in scan.files["name_tokens"].dropna():
+        out.update(t for t in str(tokens).split("\\") if len(t) >= MIN_LENGTH)
+    public = {str(c).casefold() for c in scan.cases["case_id"]}
+    return frozenset(v for v in out if v.casefold() not in public)

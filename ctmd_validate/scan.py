@@ -10,6 +10,7 @@ from __future__ import annotations
 import fnmatch
 import logging
 import os
+import re
 import stat
 import struct
 import sys
@@ -29,8 +30,10 @@ from pydicom.datadict import dictionary_VR, tag_for_keyword
 from pydicom.dataelem import RawDataElement
 from pydicom.dataset import Dataset
 from pydicom.filebase import DicomBytesIO
-from pydicom.filereader import _read_file_meta_info, read_dataset, read_partial, read_preamble
-from pydicom.uid import DeflatedExplicitVRLittleEndian
+from pydicom.filereader import _read_file_meta_info, read_dataset, read_preamble
+from pydicom.multival import MultiValue
+from pydicom.uid import UID, DeflatedExplicitVRLittleEndian
+from pydicom.values import converters
 
 from . import tables
 from .errors import CtmdError
@@ -201,7 +204,9 @@ def _walk(
     than the deferral limit were skipped by the parser and are recorded without a value.
     """
     for tag in ds.keys():  # noqa: SIM118  (iterating ds would convert every element)
-        elem = ds.get_item(tag)
+        # keep_deferred: a value skipped by the parser stays unread (pydicom would fetch it
+        # through the file name, which here is a descriptor)
+        elem = ds.get_item(tag, keep_deferred=True)
         path = _PATHS.get((prefix, tag))
         if path is None:
             path = _PATHS[(prefix, tag)] = sys.intern(
@@ -222,10 +227,12 @@ def _walk(
                     value = _text(raw)
                 elif vr in _BINARY_VRS:
                     value = _numbers(raw, vr, elem.is_little_endian)
-        else:
+        else:  # converted while parsing (pydicom reads the group length and syntax)
             vr = elem.VR
             length = -1
             items = elem.value if vr == "SQ" else None
+            if vr in _TEXT_VRS or vr in _BINARY_VRS:
+                value = _converted(elem.value)
         vr = sys.intern(str(vr))
         if depth == 0:
             top[int(tag)] = value
@@ -235,6 +242,15 @@ def _walk(
                 _walk(item, f"{path}[{i}]", depth + 1, out, top)
         else:
             out.append((path, int(tag), depth, vr, length, value))
+
+
+def _converted(value: Any) -> str | None:
+    """A converted element's value as the raw-value text form (``a\\b`` for many)."""
+    if value is None or isinstance(value, bytes):
+        return None
+    if isinstance(value, list | tuple | MultiValue):
+        return "\\".join(str(v) for v in value)
+    return str(value)
 
 
 def _field(top: dict[int, Any], tag: int, kind: str) -> Any:
@@ -270,7 +286,14 @@ def _check_pixel_framing(
     order = "<" if little else ">"
     head = fp.read(8)
     if len(head) < 8:
-        return None, 0, "the file ends before its Pixel Data element (truncated?)"
+        return (
+            None,
+            0,
+            (
+                "no Pixel Data element before the end of the file (truncated, or a damaged "
+                "element length in the header)"
+            ),
+        )
     group, elem = struct.unpack(f"{order}HH", head[:4])
     if (group << 16 | elem) != _PIXEL_DATA:
         return None, 0, f"unexpected element ({group:04X},{elem:04X}) where Pixel Data should be"
@@ -353,14 +376,41 @@ def _inflate(fp: BinaryIO, row: dict[str, Any]) -> tuple[BinaryIO, int] | None:
     return DicomBytesIO(data), len(data)
 
 
-def _parse(fp: BinaryIO, size: int, row: dict[str, Any]) -> Dataset | None:
-    """Parse one open file's header (and check its Pixel Data framing) into ``row``."""
+def _encoding(tsuid: UID | None, fp: BinaryIO) -> tuple[bool, bool]:
+    """``(implicit VR, little endian)`` of the dataset that follows the file meta.
+
+    As pydicom's ``read_partial`` decides it: from the transfer syntax, else (no syntax
+    declared) from the first element's bytes; any other syntax is explicit VR little endian.
+    """
+    if tsuid is None:
+        peek = fp.read(6)
+        fp.seek(-len(peek), 1)
+        if len(peek) == 6 and peek[4:6].decode("latin-1") in converters:
+            return False, struct.unpack("<H", peek[:2])[0] < 1024
+        return True, True
+    if tsuid.is_transfer_syntax:
+        return bool(tsuid.is_implicit_VR), bool(tsuid.is_little_endian)
+    return False, True
+
+
+def _parse(fp: BinaryIO, size: int, row: dict[str, Any]) -> tuple[Dataset, Dataset] | None:
+    """Parse one open file's header into ``(file meta, dataset)`` and check the Pixel Data.
+
+    The file meta is read once, then the dataset with the encoding it declares: up to the
+    Pixel Data, or to where the tags stop ascending (see :func:`_stop_when`).
+    """
     fp.seek(0)
     if read_preamble(fp, False) is None:
         row["status"] = "not_dicom"
         row["error"] = "no DICOM Part 10 preamble ('DICM' at byte 128)"
         return None
+    meta_start = fp.tell()
     meta = _read_file_meta_info(fp)
+    if "FileMetaInformationGroupLength" in meta:
+        # as pydicom measures it: the bytes after the 12-byte group length element
+        declared = meta.FileMetaInformationGroupLength
+        row["meta_group_length"] = declared if isinstance(declared, int) else -1  # not one UL
+        row["meta_length"] = fp.tell() - (meta_start + 12)
     tsuid = meta.get("TransferSyntaxUID")
     row["transfer_syntax"] = str(tsuid) if tsuid else None
     body: BinaryIO = fp
@@ -369,19 +419,17 @@ def _parse(fp: BinaryIO, size: int, row: dict[str, Any]) -> Dataset | None:
         if inflated is None:
             return None
         body, size = inflated
-        ds = read_dataset(body, False, True, stop_when=_stop_when(), defer_size=DEFER_SIZE)
+        implicit, little = False, True
     else:
-        fp.seek(0)
-        ds = read_partial(fp, _stop_when(), defer_size=DEFER_SIZE)
-    ds.file_meta = meta
-    little = bool(ds.original_encoding[1]) if ds.original_encoding[1] is not None else True
+        implicit, little = _encoding(UID(tsuid) if tsuid else None, fp)
+    ds = read_dataset(body, implicit, little, stop_when=_stop_when(), defer_size=DEFER_SIZE)
     length, fragments, problem = _check_pixel_framing(body, size, little)
     row["pixel_length"] = length
     row["pixel_fragments"] = fragments
     if problem:
         row["status"] = "unreadable"
         row["error"] = problem
-    return ds
+    return meta, ds
 
 
 @contextmanager
@@ -482,11 +530,39 @@ def _read_into(
                 "empty file" if size == 0 else "no DICOM Part 10 preamble ('DICM' at byte 128)"
             )
             return
-        ds = _parse(fp, size, row)
-        if ds is None:
-            return
-        _walk(ds.file_meta, "", 0, elements, top)
-        _walk(ds, "", 0, elements, top)
+        try:
+            parsed = _parse(fp, size, row)
+            if parsed is not None:
+                _walk(parsed[0], "", 0, elements, top)
+                _walk(parsed[1], "", 0, elements, top)
+        except Exception:
+            row["name_tokens"] = _name_tokens(fp, path)
+            raise
+        if row["status"] != "ok":
+            row["name_tokens"] = _name_tokens(fp, path)
+
+
+#: How much of an unreadable file's start is searched for the parts of its own name.
+NAME_PROBE = 1 << 16
+_NAME_SPLIT = re.compile(r"[-_.\s]+")
+
+
+def _name_tokens(fp: BinaryIO, path: str) -> str | None:
+    """Parts of the file's name that occur in its own first bytes (``\\``-separated).
+
+    An unreadable file yields no elements, so nothing would tell the report that its name
+    holds a Patient ID; a name part that the header spells out verbatim is data, and is
+    masked like any identifying value. Read from the already open file, never reopened.
+    """
+    stem = os.path.basename(path).rsplit(".", 1)[0]
+    parts = {stem, *_NAME_SPLIT.split(stem)}
+    try:
+        fp.seek(0)
+        head = fp.read(NAME_PROBE).decode("latin-1").casefold()
+    except (OSError, ValueError):
+        return None
+    found = sorted(p for p in parts if len(p) >= 4 and p.casefold() in head)
+    return "\\".join(found) or None
 
 
 ELEMENT_COLUMNS = ("file_idx", "path", "tag", "depth", "vr", "length", "value")

@@ -13,6 +13,7 @@ import dataclasses
 import functools
 import os
 import shutil
+import struct
 import warnings
 import zlib
 from collections.abc import Callable, Iterable
@@ -1479,3 +1480,17 @@ def _nested_type1_empty(root: Path) -> None:
 
     for f in _slices(_first_case(root))[:3]:
         _edit(f, change)
+
+
+@_defect(
+    "meta-group-length",
+    "overwrite File Meta Information Group Length of one CAP slice with a wrong size",
+    {"dicom.file_meta"},
+)
+def _meta_group_length(root: Path) -> None:
+    f = _slices(_first_case(root, "cap"))[4]
+    data = bytearray(f.read_bytes())
+    assert data[132:138] == b"\x02\x00\x00\x00UL"  # (0002,0000) UL, first after 'DICM'
+    (length,) = struct.unpack("<I", data[140:144])
+    data[140:144] = struct.pack("<I", length + 40)
+    f.write_bytes(bytes(data))

@@ -41,6 +41,7 @@ _FLOAT = "float64"
 
 _FILE_STR_COLUMNS = (
     "warnings",
+    "name_tokens",
     "transfer_syntax",
     "media_sop_class_uid",
     "media_sop_instance_uid",
@@ -56,6 +57,8 @@ _FILE_STR_COLUMNS = (
 )
 _FILE_FLOAT_COLUMNS = (
     "size",
+    "meta_group_length",
+    "meta_length",
     "pixel_length",
     "pixel_fragments",
     "instance_number",

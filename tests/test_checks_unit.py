@@ -613,7 +613,10 @@ def _truncate_in_pixels(p: Path) -> str:
 
 def _truncate_in_header(p: Path) -> str:
     p.write_bytes(p.read_bytes()[:400])
-    return "the file ends before its Pixel Data element (truncated?)"
+    return (
+        "no Pixel Data element before the end of the file (truncated, or a damaged "
+        "element length in the header)"
+    )
 
 
 def _zero_bytes(p: Path) -> str:

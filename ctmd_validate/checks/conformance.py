@@ -105,8 +105,9 @@ def file_meta(ctx: CheckContext, sink: Sink) -> int:
     """The Part 10 file meta information is incomplete or contradicts the dataset.
 
     PS3.10 requires File Meta Information Version, Media Storage SOP Class/Instance UID,
-    Transfer Syntax UID and Implementation Class UID, and the media UIDs must equal the
-    dataset's SOP Class/Instance UID. Strict readers (dcm4che, DCMTK's dcmdump +E) reject
+    Transfer Syntax UID and Implementation Class UID, the media UIDs must equal the
+    dataset's SOP Class/Instance UID, and the File Meta Information Group Length must be
+    the size of the group. Strict readers (dcm4che, DCMTK's dcmdump +E) reject
     such files; archives may store them under the wrong instance. Fix: rewrite the files
     with a conformant writer (e.g. ``pydicom`` ``save_as(..., enforce_file_format=True)``).
     """
@@ -148,7 +149,28 @@ def file_meta(ctx: CheckContext, sink: Sink) -> int:
                 actual=f"different in {len(group)} files",
                 files=list(group["path"]),
             )
+    for case_key, paths in sorted(_group_length_mismatch(ctx).items()):
+        sink.add(
+            f"{len(paths)} files' File Meta Information Group Length (0002,0000) is not the "
+            "size of their file meta group",
+            case=str(cases[case_key]),
+            path=case_key,
+            expected="the byte length of the group 0002 elements that follow it",
+            actual=f"different in {len(paths)} files",
+            files=paths,
+        )
     return len(files)
+
+
+def _group_length_mismatch(ctx: CheckContext) -> dict[str, list[str]]:
+    """``case_key -> [paths]`` of readable files whose meta group length is wrong.
+
+    Readers that trust (0002,0000) to skip the file meta land inside another element.
+    """
+    files = ctx.scan.readable
+    declared = files["meta_group_length"]
+    wrong = files[declared.notna() & declared.ne(files["meta_length"])]
+    return {str(k): list(g["path"]) for k, g in wrong.groupby("case_key")}
 
 
 @check("dicom.sop_class", Severity.ERROR, scope="case")

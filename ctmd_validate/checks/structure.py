@@ -301,6 +301,20 @@ def no_dataset(ctx: CheckContext, sink: Sink) -> int:
     return 1
 
 
+def _links(ctx: CheckContext, sink: Sink, role: str, expected: str, actual: str) -> int:
+    """One finding per link of ``role`` that the walk did not follow."""
+    entries = ctx.scan.entries
+    for row in entries[entries["role"] == role].itertuples():
+        sink.add(
+            f"link not followed: {row.reason}",
+            case=_case_of(row.case_key),
+            path=row.path,
+            expected=expected,
+            actual=actual,
+        )
+    return len(entries)
+
+
 @check("structure.symlink_outside", Severity.ERROR)
 def symlink_outside(ctx: CheckContext, sink: Sink) -> int:
     """A symbolic link in the dataset points outside the dataset root.
@@ -310,16 +324,8 @@ def symlink_outside(ctx: CheckContext, sink: Sink) -> int:
     self-contained: archiving or moving it breaks it. Fix: replace the link with the file
     or folder itself.
     """
-    entries = ctx.scan.entries
-    for row in entries[entries["role"] == "symlink_outside"].itertuples():
-        sink.add(
-            f"link not followed: {row.reason}",
-            case=_case_of(row.case_key),
-            path=row.path,
-            expected="a file or folder inside the dataset root",
-            actual="a link to outside the root",
-        )
-    return int((entries["kind"] == "link").sum()) + len(entries)
+    where = "a file or folder inside the dataset root"
+    return _links(ctx, sink, "symlink_outside", where, "a link to outside the root")
 
 
 @check("structure.symlink_loop", Severity.ERROR)
@@ -330,16 +336,7 @@ def symlink_loop(ctx: CheckContext, sink: Sink) -> int:
     finish or fail on it, and whatever it was meant to point at is missing. Fix: remove the
     link or point it at the real file or folder.
     """
-    entries = ctx.scan.entries
-    for row in entries[entries["role"] == "symlink_loop"].itertuples():
-        sink.add(
-            f"link not followed: {row.reason}",
-            case=_case_of(row.case_key),
-            path=row.path,
-            expected="a link to a file or folder",
-            actual="a link loop",
-        )
-    return len(entries)
+    return _links(ctx, sink, "symlink_loop", "a link to a file or folder", "a link loop")
 
 
 def _case_of(case_key: object) -> str | None:
