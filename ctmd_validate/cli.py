@@ -11,9 +11,10 @@ import sys
 import tempfile
 import traceback
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TextIO
 
 from . import __version__
 from .catalogue import catalogue_markdown, update_block
@@ -57,15 +58,29 @@ def out(text: str) -> None:
     """Print a line to stdout; once the reader has gone (``| head``), print nothing more.
 
     Like Unix tools under SIGPIPE, a closed pipe ends the output silently; the run still
-    finishes, writes its report and returns its verdict.
+    finishes, writes its report and returns its verdict. So does a closed stdout
+    (``>&-``: ``sys.stdout`` is None) or one that refuses writes (``EBADF``).
     """
     if _stdout.closed:
         return
+    if sys.stdout is None:
+        _stdout.closed = True
+        return
     try:
-        sys.stdout.write(printable(text) + "\n")
-        sys.stdout.flush()
-    except BrokenPipeError:
+        _write_line(sys.stdout, text)
+    except (OSError, ValueError):  # BrokenPipeError, EBADF, a closed file object
         _close_stdout()
+
+
+def _write_line(stream: TextIO, text: str) -> None:
+    """Write and flush one line, escaped; what the stream cannot encode is escaped too."""
+    line = printable(text) + "\n"
+    try:
+        stream.write(line)
+    except UnicodeEncodeError:  # a stream that is not UTF-8 (PYTHONIOENCODING=ascii)
+        encoding = stream.encoding or "ascii"
+        stream.write(line.encode(encoding, "backslashreplace").decode(encoding))
+    stream.flush()
 
 
 @dataclass
@@ -83,25 +98,61 @@ def _close_stdout() -> None:
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())
         os.close(devnull)
-    except (OSError, ValueError):
+    except (OSError, ValueError, AttributeError):
         pass
 
 
-def _write_report(report: Report, target: str | None) -> str | None:
+def _hold_standard_fds() -> None:
+    """Put /dev/null on a closed fd 0, 1 or 2 (``check … >&-``).
+
+    Else the next file opened (a DICOM file, the report's temporary file) would get that
+    number, and anything that writes to "stdout" (a worker process, a library) would write
+    into it.
+    """
+    for fd in (0, 1, 2):
+        try:
+            os.fstat(fd)
+        except OSError:
+            try:
+                null = os.open(os.devnull, os.O_RDWR)
+            except OSError:
+                return
+            if null != fd:
+                os.dup2(null, fd)
+                os.close(null)
+
+
+def _write_report(report: Report, target: str | None, labels: str | None = None) -> str | None:
     if target is None:
         return None
     if target == "-":
         out(report.dumps().rstrip("\n"))
         return "stdout"
-    return display(str(report.write(target)))
+    report.write(target, labels)
+    return display(str(Path(target)))
+
+
+#: Options of ``check`` that name a file or folder: an empty one is refused, never read as
+#: the current folder (``Path("")`` is ``.``).
+_PATH_OPTIONS = {
+    "root": "the dataset root",
+    "profile": "--profile",
+    "report": "--report",
+    "config": "--config",
+    "policy": "--policy",
+    "labels": "--labels",
+}
 
 
 def _run_check(args: argparse.Namespace) -> int:
+    for name, what in _PATH_OPTIONS.items():
+        if getattr(args, name) == "":
+            raise CtmdError(f"{what} is empty: give a path (or '.' for the current folder)")
     root = Path(args.root)
     if not root.is_dir():
         raise CtmdError(f"dataset root is not a readable folder: {display(args.root)}")
     if args.report not in (None, "-"):
-        check_report_target(args.report, root)  # before any scanning
+        check_report_target(args.report, root, args.labels)  # before any scanning
     with _progress(not args.quiet) as progress:
         report = validate(
             args.root,
@@ -113,7 +164,7 @@ def _run_check(args: argparse.Namespace) -> int:
             show_values=args.show_values,
             labels_dir=args.labels,
         )
-    where = _write_report(report, args.report)
+    where = _write_report(report, args.report, args.labels)
     if args.report != "-":
         out(report.summary())
         if where:
@@ -122,6 +173,8 @@ def _run_check(args: argparse.Namespace) -> int:
 
 
 def _run_synth(args: argparse.Namespace) -> int:
+    if args.out == "":
+        raise CtmdError("the output folder is empty: give a path (or '.' for the current folder)")
     root = write_dataset(
         args.out,
         scale=args.scale,
@@ -237,11 +290,20 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _err(text: str) -> None:
+    """Print to stderr; a closed or broken stderr loses the text, never the exit code."""
+    if sys.stderr is None:
+        return
+    with suppress(OSError, ValueError):
+        _write_line(sys.stderr, text)
+
+
 def _error(message: str) -> None:
-    print(f"ctmd-validate: error: {printable(message)}", file=sys.stderr)
+    _err(f"ctmd-validate: error: {message}")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    _hold_standard_fds()
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
@@ -267,10 +329,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         # the traceback's frames are our code; its last line may quote data: sanitise it
         frames = "".join(traceback.format_tb(exc.__traceback__))
         last = sanitize_message(f"{type(exc).__name__}: {exc}")
-        print(
-            f"ctmd-validate: internal error, please report:\n{frames}{last}",
-            file=sys.stderr,
-        )
+        _err(f"ctmd-validate: internal error, please report:\n{frames}{last}")
         return EXIT_CANNOT_RUN
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import re
 
 import pandas as pd
@@ -11,14 +12,15 @@ from .scan import ScanResult
 
 __all__ = ["MIN_LENGTH", "identifying_elements", "identifying_values"]
 
-_TEXT_VRS = {"PN", "LO", "SH", "CS", "LT", "ST", "UT", "UC", "AE", "DA", "DT"}
+# VRs whose values can identify (times included: Study Time is in PS3.15's tables)
+_IDENTIFYING_VRS = {"PN", "LO", "SH", "CS", "LT", "ST", "UT", "UC", "AE", "DA", "DT", "TM"}
 MIN_LENGTH = 4  # shorter values ("1", "M") are too common to search for
 
 
 def identifying_elements(scan: ScanResult, policy: Policy) -> pd.DataFrame:
     """Top-level text elements that the policy de-identifies and that hold real data."""
     el = scan.elements
-    top = el[(el["depth"] == 0) & el["vr"].isin(_TEXT_VRS) & el["value"].notna()]
+    top = el[(el["depth"] == 0) & el["vr"].isin(_IDENTIFYING_VRS) & el["value"].notna()]
     tags = pd.Series(top["tag"].unique())
     actions = dict(zip(tags, tags.map(policy.action), strict=True))
     top = top[top["tag"].map(actions).notna()]
@@ -27,8 +29,7 @@ def identifying_elements(scan: ScanResult, policy: Policy) -> pd.DataFrame:
     dummy = {
         (v, r) for v, r in zip(pairs["value"], pairs["vr"], strict=True) if policy.is_dummy(v, r)
     }
-    # The case ids are the dataset's public pseudonyms (e.g. Patient ID = "P001"), not secrets.
-    public = {str(c).casefold() for c in scan.cases["case_id"]}
+    public = _public_ids(scan)
     keep = pd.Series(
         [
             (v, r) not in dummy and str(v).strip().casefold() not in public
@@ -40,6 +41,33 @@ def identifying_elements(scan: ScanResult, policy: Policy) -> pd.DataFrame:
     return top[keep]
 
 
+def _public_ids(scan: ScanResult) -> set[str]:
+    """Case ids that are the dataset's public pseudonyms (e.g. Patient ID = "P001").
+
+    Only names of the profile's case pattern or in its manifest: a case folder named after
+    a patient ("Smith_John") is a leak, not a pseudonym, and stays masked.
+    """
+    profile = scan.profile
+    listed = {c.casefold() for c in profile.manifest}
+    return {
+        str(c).casefold()
+        for c in scan.cases["case_id"]
+        if str(c).casefold() in listed or profile.class_of_case_name(str(c)) is not None
+    }
+
+
+def _spellings(value: str) -> set[str]:
+    """``value`` and, when its bytes are UTF-8, the text they spell.
+
+    Headers are decoded as Latin-1 (the default character set); a name written in UTF-8
+    ("Müller") reads as "MÃ¼ller" there, but is shown as "Müller" in a file name.
+    """
+    out = {value}
+    with contextlib.suppress(UnicodeEncodeError, UnicodeDecodeError):
+        out.add(value.encode("latin-1").decode("utf-8"))
+    return out
+
+
 def identifying_values(scan: ScanResult, policy: Policy) -> frozenset[str]:
     """Every identifying value (and person-name component) of the scan, for redaction."""
     found = identifying_elements(scan, policy)
@@ -47,10 +75,10 @@ def identifying_values(scan: ScanResult, policy: Policy) -> frozenset[str]:
     for value, vr in zip(found["value"], found["vr"], strict=True):
         for part in re.split(r"[\\^]" if vr == "PN" else r"\\", str(value)):
             if len(part.strip()) >= MIN_LENGTH:
-                out.add(part.strip())
+                out.update(_spellings(part.strip()))
     # an unreadable file has no elements: the parts of its name that its own header spells
     # out verbatim (see scan.read_header) are data too
-    for tokens in scan.files["name_tokens"].dropna():
+    for tokens in pd.concat([scan.files["name_tokens"], scan.entries["name_tokens"]]).dropna():
         out.update(t for t in str(tokens).split("\\") if len(t) >= MIN_LENGTH)
-    public = {str(c).casefold() for c in scan.cases["case_id"]}
+    public = _public_ids(scan)
     return frozenset(v for v in out if v.casefold() not in public)

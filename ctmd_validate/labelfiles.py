@@ -23,7 +23,7 @@ import numpy as np
 import pandas as pd
 
 from .paths import Confined, LinkState, display, sanitize_message
-from .profiles import Profile
+from .profiles import LabelSpec, Profile
 from .tables import INDEX_FIELDS
 
 __all__ = ["IndexFile", "LabelArray", "LabelFiles", "load_labels", "read_index", "read_npy"]
@@ -31,6 +31,7 @@ __all__ = ["IndexFile", "LabelArray", "LabelFiles", "load_labels", "read_index",
 #: Label files are small (the release's four arrays take 2 MB); refuse absurd headers.
 MAX_ARRAY_BYTES = 1 << 30
 MAX_INDEX_BYTES = 16 << 20
+NOT_A_NAME = "the profile names it with a path, not a single file name: not read"
 
 
 @dataclass(frozen=True)
@@ -82,10 +83,16 @@ class LabelFiles:
 
 def _read_header_3_0(fh: BinaryIO) -> tuple[tuple[int, ...], np.dtype[Any]]:
     """Shape and dtype of a format 3.0 header (2.0 with a UTF-8 dictionary), read safely."""
-    (length,) = struct.unpack("<I", fh.read(4))
+    raw = fh.read(4)
+    if len(raw) < 4:
+        raise ValueError("header length field cut short")
+    (length,) = struct.unpack("<I", raw)
     if length > 1 << 20:
         raise ValueError(f"header of {length} bytes")
-    header = ast.literal_eval(fh.read(length).decode("utf-8"))
+    text = fh.read(length)
+    if len(text) < length:
+        raise ValueError(f"header cut short: {len(text)} of {length} bytes")
+    header = ast.literal_eval(text.decode("utf-8"))
     if not isinstance(header, dict) or set(header) != {"descr", "fortran_order", "shape"}:
         raise ValueError("header is not a .npy header dictionary")
     shape = header["shape"]
@@ -100,6 +107,16 @@ def _short(shape: tuple[int, ...]) -> str:
         str(int(d)) if abs(int(d)) < 10**12 else f"~1e{len(str(abs(int(d)))) - 1}" for d in shape
     ]
     return "(" + ", ".join(dims) + ("," if len(dims) == 1 else "") + ")"
+
+
+def _reason(exc: BaseException, path: Path) -> str:
+    """An exception as report text: its type and wording, no quoted value, no file name."""
+    return sanitize_message(f"{type(exc).__name__}: {exc}", str(path))
+
+
+def single_name(name: str) -> bool:
+    """True when ``name`` is one path component: a profile must not steer reads elsewhere."""
+    return bool(name) and name not in (".", "..") and not any(c in name for c in "/\\\0")
 
 
 def read_npy(path: Path) -> tuple[np.ndarray | None, str | None]:
@@ -142,17 +159,8 @@ def read_npy(path: Path) -> tuple[np.ndarray | None, str | None]:
         if actual > expected:
             return None, f"{actual - expected} unexpected bytes after the array data"
         array = np.load(path, allow_pickle=False)
-    except (
-        OSError,
-        ValueError,
-        EOFError,
-        SyntaxError,
-        TypeError,
-        OverflowError,
-        MemoryError,
-        RecursionError,
-    ) as exc:
-        return None, f"cannot be read: {sanitize_message(f'{type(exc).__name__}: {exc}')}"
+    except Exception as exc:  # any damaged header (struct, tokenize, IndexError …) is a finding
+        return None, f"cannot be read: {_reason(exc, path)}"
     if not isinstance(array, np.ndarray):
         return None, "not a single array"
     return array, None
@@ -168,7 +176,7 @@ def read_index(path: Path, columns: tuple[str, ...]) -> IndexFile:
         text = path.read_bytes().decode("utf-8-sig")
         lines = list(csv.reader(io.StringIO(text, newline="")))
     except (OSError, UnicodeDecodeError, csv.Error) as exc:
-        return IndexFile(name, str(path), error=f"cannot be read: {type(exc).__name__}: {exc}")
+        return IndexFile(name, str(path), error=f"cannot be read: {_reason(exc, path)}")
     if not lines:
         return IndexFile(name, str(path), error="empty: no header line")
     header = tuple(h.strip() for h in lines[0])
@@ -191,12 +199,15 @@ def read_index(path: Path, columns: tuple[str, ...]) -> IndexFile:
 def _locate(confined: Confined, folder: Path, name: str) -> tuple[str | None, str | None]:
     """``(real path, problem)`` of a label file; both None when there is no such file.
 
-    A link is followed only to a regular file inside the folder tree being validated.
+    A link is followed only to a regular file inside the folder tree being validated; a
+    name that is not a single file name (``..``, ``a/b``) is refused, never looked up.
     """
+    if not single_name(name):
+        return None, NOT_A_NAME
     path = folder / name
     try:
         st = os.lstat(path)
-    except OSError:
+    except (OSError, ValueError):
         return None, None
     if stat.S_ISLNK(st.st_mode):
         state, target = confined.resolve_link(str(path))
@@ -214,7 +225,7 @@ def _locate(confined: Confined, folder: Path, name: str) -> tuple[str | None, st
 
 def _find_dir(confined: Confined, root: Path, profile: Profile, layout_dirs: list[Path]) -> Path:
     """ROOT when it holds any label file, else the first layout folder that does."""
-    names = profile.labels.file_names
+    names = [n for n in profile.labels.file_names if single_name(n)]
     for folder in (root, *layout_dirs):
         if any(any(_locate(confined, folder, n)) for n in names):
             return folder
@@ -228,6 +239,29 @@ def _shown(path: Path, root: Path) -> str:
         return display(str(path))
 
 
+def _load_index(confined: Confined, folder: Path, root: Path, spec: LabelSpec) -> IndexFile:
+    """``Index.csv`` as found in ``folder`` (absent, refused, or read)."""
+    real, problem = _locate(confined, folder, spec.index)
+    shown = _shown(folder / spec.index, root) if single_name(spec.index) else display(spec.index)
+    if real is not None:
+        return replace(read_index(Path(real), spec.index_columns), path=shown)
+    if problem is not None:
+        return IndexFile(spec.index, shown, error=problem)
+    return IndexFile(spec.index, None)
+
+
+def _load_array(
+    confined: Confined, folder: Path, root: Path, version: str, level: str, name: str
+) -> LabelArray:
+    """One label array as found in ``folder`` (absent, refused, or read)."""
+    real, problem = _locate(confined, folder, name)
+    if real is None and problem is None:
+        return LabelArray(version, level, name, None)
+    shown = _shown(folder / name, root) if single_name(name) else display(name)
+    array, error = read_npy(Path(real)) if real is not None else (None, problem)
+    return LabelArray(version, level, name, shown, array, error)
+
+
 def load_labels(
     root: Path,
     profile: Profile,
@@ -238,6 +272,7 @@ def load_labels(
 
     Links are followed only inside ROOT (or inside ``labels_dir`` when given); a link that
     leaves it makes the file unreadable, with that reason, and its target is never read.
+    Each file is guarded on its own: a damaged one becomes its error text, never a crash.
     """
     spec = profile.labels
     if labels_dir is not None:
@@ -246,23 +281,19 @@ def load_labels(
     else:
         confined = Confined.at(root)
         folder = _find_dir(confined, root, profile, layout_dirs or [])
-    real, problem = _locate(confined, folder, spec.index)
-    shown = _shown(folder / spec.index, root)
-    if real is not None:
-        index = replace(read_index(Path(real), spec.index_columns), path=shown)
-    elif problem is not None:
-        index = IndexFile(spec.index, shown, error=problem)
-    else:
-        index = IndexFile(spec.index, None)
+    try:
+        index = _load_index(confined, folder, root, spec)
+    except Exception as exc:  # a bug met on a damaged file must not end the run
+        index = IndexFile(
+            spec.index, display(spec.index), error=f"cannot be read: {_reason(exc, folder)}"
+        )
     arrays: dict[tuple[str, str], LabelArray] = {}
     for version in spec.versions:
         for level, name in (("slice", version.slice_file), ("lobe", version.lobe_file)):
-            real, problem = _locate(confined, folder, name)
-            if real is None and problem is None:
-                arrays[(version.name, level)] = LabelArray(version.name, level, name, None)
-                continue
-            array, error = read_npy(Path(real)) if real is not None else (None, problem)
-            arrays[(version.name, level)] = LabelArray(
-                version.name, level, name, _shown(folder / name, root), array, error
-            )
+            try:
+                item = _load_array(confined, folder, root, version.name, level, name)
+            except Exception as exc:  # as above: this file's error, the others still read
+                error = f"cannot be read: {_reason(exc, folder)}"
+                item = LabelArray(version.name, level, name, display(name), error=error)
+            arrays[(version.name, level)] = item
     return LabelFiles(_shown(folder, root), index, arrays)

@@ -14,7 +14,7 @@ import re
 import stat
 from dataclasses import dataclass
 
-__all__ = ["Confined", "LinkState", "display", "printable", "sanitize_message"]
+__all__ = ["Confined", "LinkState", "contains", "display", "printable", "sanitize_message"]
 
 #: Links followed in a row before a chain counts as a loop (Linux's own limit).
 MAX_LINK_HOPS = 40
@@ -41,7 +41,7 @@ class Confined:
 
     def inside(self, path: str) -> bool:
         """Lexically inside the root (or the root itself)."""
-        return path == self.root or path.startswith(self.root.rstrip(os.sep) + os.sep)
+        return contains(self.root, path)
 
     def resolve_link(self, link: str) -> tuple[LinkState, str | None]:
         """Resolve the link at ``link`` (a real path inside the root, whose parent is real).
@@ -92,31 +92,72 @@ class Confined:
         return LinkState.INSIDE, cur
 
 
+def contains(folder: str, path: str) -> bool:
+    """``path`` is ``folder`` or lies below it, compared as text (both normalised already).
+
+    Lexical on purpose: callers pass real paths, and a comparison that touched the disk
+    could follow links out of a dataset root.
+    """
+    return path == folder or path.startswith(folder.rstrip(os.sep) + os.sep)
+
+
 def _parts(path: str) -> list[str]:
     return [p for p in path.split(os.sep) if p not in ("", ".")]
 
 
-def display(name: str) -> str:
-    """A file name as printable UTF-8: undecodable bytes become ``\\xNN`` escapes.
+#: What a name may not show raw: backslash (the escape character itself), C0 controls,
+#: DEL, C1 controls and lone surrogates (undecodable bytes, or a bad ``\\ud800`` escape).
+_NAME_ESCAPES = re.compile(r"[\\\x00-\x1f\x7f-\x9f\ud800-\udfff]")
+#: In free text, tab and newline are layout; everything else above is still escaped.
+_TEXT_ESCAPES = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\ud800-\udfff]")
 
-    Names that are not valid UTF-8 would otherwise make the report and the summary
-    impossible to encode.
+
+def _escape(match: re.Match[str]) -> str:
+    """One escape per character; each form comes from one kind of character only.
+
+    ``\\xNN`` is a raw byte (an undecodable one, or a C0 control/DEL, which is the same
+    byte in UTF-8); a C1 control is ``\\u0085``, not ``\\x85``, since ``\\x85`` is the lone
+    byte 0x85; a surrogate that is not a smuggled byte is ``\\udNNN``.
     """
-    return os.fsencode(name).decode("utf-8", "backslashreplace")
+    char = match.group()
+    code = ord(char)
+    if char == "\\":
+        return "\\\\"
+    if 0xDC80 <= code <= 0xDCFF:  # os.fsdecode's surrogateescape form of byte 0x80-0xff
+        return f"\\x{code - 0xDC00:02x}"
+    if code < 0x20 or code == 0x7F:
+        return f"\\x{code:02x}"
+    return f"\\u{code:04x}"
 
 
-_SURROGATE = re.compile("[\ud800-\udfff]")
+def display(name: str) -> str:
+    """A file name as printable UTF-8, one display per name (injective).
+
+    Undecodable bytes become ``\\xNN`` and control characters ``\\xNN``/``\\uNNNN``, so
+    names can be encoded and no escape sequence reaches a terminal; a literal backslash is
+    doubled, so the name spelled ``\\xff`` never shows like the byte 0xff (tables of
+    displayed paths are keyed by them, and two files must never become one).
+    """
+    return _NAME_ESCAPES.sub(_escape, name)
 
 
 def printable(text: str) -> str:
-    """``text`` with lone surrogates (undecodable path bytes) escaped as ``\\xNN``."""
-    if not _SURROGATE.search(text):
-        return text
-    return text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+    """``text`` safe to encode and to print: surrogates and control characters escaped.
+
+    Tab and newline stay (summaries are multi-line); backslashes stay too, so text that
+    holds displayed names is left as it is (this is not injective: use :func:`display`
+    for names).
+    """
+    return _TEXT_ESCAPES.sub(_escape, text)
 
 
 # A quoted literal, with or without a bytes prefix; an unterminated one runs to the end.
-_QUOTED = re.compile(r"""b?'(?:[^'\\]|\\.)*'?|b?"(?:[^"\\]|\\.)*"?""", re.DOTALL)
+# A single quote right after a letter or digit is an apostrophe (``doesn't``), not the start
+# of a literal; inside a literal, a quote between two word characters (``'O'BRIEN'``) is
+# one too, so a name holding an apostrophe is still stripped whole.
+_QUOTED = re.compile(
+    r"""(?<!\w)b?'(?:[^'\\]|\\.|(?<=\w)'(?=\w))*'?|b?"(?:[^"\\]|\\.)*"?""", re.DOTALL
+)
 _IN_FILE = re.compile(r"\s+in file\s.*$", re.DOTALL)
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]+")
 MAX_MESSAGE = 200

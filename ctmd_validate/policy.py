@@ -127,6 +127,11 @@ def load_policy(name_or_path: str | None = None) -> Policy:
     except ImportError as exc:
         where = sf.where(("standard_tables",))
         raise ProfileError(f"{where}dicom-anonymizer has no table module {module!r}") from exc
+    if not actions:
+        # e.g. "__init__": a module that exists but holds no PS3.15 table would silently
+        # turn every de-identification check off
+        where = sf.where(("standard_tables",))
+        raise ProfileError(f"{where}module {module!r} of dicom-anonymizer holds no PS3.15 table")
     retain = data.get("retain", {})
     return Policy(
         name=data.get("name", path.stem),

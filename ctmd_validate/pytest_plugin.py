@@ -9,6 +9,7 @@ nothing.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,6 +21,7 @@ from .config import load_config
 from .engine import validate
 from .errors import CtmdError
 from .findings import CheckStatus, Finding, Severity
+from .paths import contains, display
 from .policy import load_policy
 from .profiles import load_profile
 from .registry import REGISTRY, CheckSpec
@@ -66,6 +68,15 @@ class _State:
 
 
 _STATE = pytest.StashKey[_State]()
+#: Options that name a file or folder; an empty value is refused.
+_PATH_OPTIONS = (
+    "dataset_root",
+    "ctmd_profile",
+    "ctmd_report",
+    "ctmd_config",
+    "ctmd_policy",
+    "ctmd_labels",
+)
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -118,26 +129,30 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "ctmd: a COVID-CT-MD dataset check item")
     root = config.getoption("dataset_root")
-    if not root:
+    if root is None:
         return
+    for option in _PATH_OPTIONS:
+        if config.getoption(option) == "":  # Path("") is the current folder: never guess
+            flag = "--" + option.replace("_", "-")
+            raise pytest.UsageError(f"{flag} is empty: give a path (or '.' for the current one)")
     path = Path(root)
     if not path.is_dir():
-        raise pytest.UsageError(f"--dataset-root: not a folder: {path}")
+        raise pytest.UsageError(f"--dataset-root: not a folder: {display(str(path))}")
     labels = config.getoption("ctmd_labels")
     if labels and not Path(labels).is_dir():
-        raise pytest.UsageError(f"--ctmd-labels: not a folder: {labels}")
+        raise pytest.UsageError(f"--ctmd-labels: not a folder: {display(labels)}")
     if _inside(config.rootpath, path) and config.pluginmanager.has_plugin("cacheprovider"):
         raise pytest.UsageError(
-            f"pytest chose the dataset as its rootdir ({config.rootpath}) and would write "
-            ".pytest_cache into it; write --dataset-root=PATH with '=', run from your project "
-            "folder, or add -p no:cacheprovider"
+            f"pytest chose the dataset as its rootdir ({display(str(config.rootpath))}) and "
+            "would write .pytest_cache into it; write --dataset-root=PATH with '=', run from "
+            "your project folder, or add -p no:cacheprovider"
         )
     try:
         load_profile(config.getoption("ctmd_profile"))
         load_config(config.getoption("ctmd_config"))
         load_policy(config.getoption("ctmd_policy"))
         if config.getoption("ctmd_report"):
-            check_report_target(config.getoption("ctmd_report"), path)
+            check_report_target(config.getoption("ctmd_report"), path, labels)
     except CtmdError as exc:
         raise pytest.UsageError(str(exc)) from exc
     config.stash[_STATE] = _State(
@@ -164,15 +179,11 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
     state = session.config.stash.get(_STATE, None)
     if state is None or state.report_path is None or state._report is None:
         return
-    state.report.write(state.report_path)
+    state.report.write(state.report_path, state.labels)
 
 
 def _inside(path: Path, root: Path) -> bool:
-    try:
-        path.resolve().relative_to(root.resolve())
-    except ValueError:
-        return False
-    return True
+    return contains(os.path.realpath(root), os.path.realpath(path))
 
 
 class DatasetCollector(pytest.Collector):
@@ -188,12 +199,27 @@ class DatasetCollector(pytest.Collector):
                 # cases with images, plus any case a finding names (the label checks judge
                 # labelled cases whose images are absent, from the release manifest)
                 named = {f.case for f in report.result(check_id).findings if f.case}
+                seen: set[str] = set()
                 for case in sorted(present | named):
-                    yield CheckItem.from_parent(
-                        self, name=f"{check_id}[{case}]", spec=spec, case=case
-                    )
+                    name = _item_name(report, check_id, case, seen)
+                    yield CheckItem.from_parent(self, name=name, spec=spec, case=case)
             else:
                 yield CheckItem.from_parent(self, name=check_id, spec=spec, case=None)
+
+
+def _item_name(report: Report, check_id: str, case: str, seen: set[str]) -> str:
+    """``check[case]`` with the case scrubbed like every report text.
+
+    A case folder named after a patient must not reach pytest's output, node ids or junit
+    XML. Cases that scrub alike (``[redacted]``) are numbered: node ids must stay distinct.
+    """
+    shown = str(report.scrub(case))
+    name, n = f"{check_id}[{shown}]", 1
+    while name in seen:
+        n += 1
+        name = f"{check_id}[{shown}~{n}]"
+    seen.add(name)
+    return name
 
 
 class CheckItem(pytest.Item):

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import inspect
 import traceback
+import warnings
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -17,7 +18,7 @@ from .findings import CheckResult, Finding, Severity
 from .paths import sanitize_message
 from .policy import Policy, load_policy
 from .profiles import Profile
-from .scan import ScanResult
+from .scan import ScanResult, captured
 
 __all__ = ["REGISTRY", "CheckContext", "CheckSpec", "Sink", "check", "run_checks"]
 
@@ -134,8 +135,12 @@ def run_checks(ctx: CheckContext, only: Iterable[str] | None = None) -> list[Che
         spec = REGISTRY[check_id]
         sink = Sink(spec)
         result = CheckResult(check_id)
+        notes: list[str] = []
         try:
-            result.examined = int(spec.func(ctx, sink))
+            # a library warning raised by a check may quote a data value: it is let out
+            # only sanitised, as the scan's are
+            with captured(notes):
+                result.examined = int(spec.func(ctx, sink))
             result.findings = sink.findings
         except Exception as exc:
             # the exception text may quote data values: keep only the library's wording
@@ -148,5 +153,7 @@ def run_checks(ctx: CheckContext, only: Iterable[str] | None = None) -> list[Che
                     message=f"the check itself crashed ({result.crashed}); please report this",
                 ),
             ]
+        for note in notes:
+            warnings.warn(f"{check_id}: {note}", RuntimeWarning, stacklevel=2)
         results.append(result)
     return results

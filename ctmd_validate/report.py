@@ -7,6 +7,7 @@ import datetime as dt
 import json
 import os
 import re
+import stat
 import tempfile
 from collections import defaultdict
 from dataclasses import dataclass
@@ -21,7 +22,7 @@ from .config import Config
 from .errors import CtmdError
 from .findings import CheckResult, CheckStatus, Finding, Severity
 from .labelstats import inferred_json, stats_json
-from .paths import display, printable
+from .paths import contains, display, printable
 from .policy import Policy
 from .registry import REGISTRY
 from .resources import schema_file
@@ -54,24 +55,86 @@ def validate_report(data: dict[str, Any]) -> None:
     jsonschema.validate(data, report_schema(), format_checker=jsonschema.FormatChecker())
 
 
-def check_report_target(target: str | os.PathLike[str], dataset_root: Path) -> Path:
-    """Where a report may be written: a file outside the dataset, in a folder we can create.
+#: Names of this process's open descriptors (``--report /dev/stdout``).
+_FD_ALIAS = re.compile(
+    r"/dev/(?:std(?P<std>in|out|err)|fd/(?P<fd>\d+))"
+    r"|/proc/(?:self|thread-self|(?P<pid>\d+))/fd/(?P<pfd>\d+)"
+)
+_STD_FDS = {"in": 0, "out": 1, "err": 2}
 
-    Checked before any scanning, so a bad ``--report`` costs nothing: a folder, a path
-    inside the dataset (never written into), or a place that cannot be created or written
-    is refused with a plain message.
+
+def _own_fd(path: Path) -> int | None:
+    """The descriptor ``path`` names when it is one of this process's (``/dev/stdout``).
+
+    Such a report is written through the descriptor itself, as a shell redirection to
+    ``/dev/stdout`` is: opening the name anew would truncate a file behind it and write at
+    offset 0, over the summary printed to the same stream.
+    """
+    m = _FD_ALIAS.fullmatch(os.path.abspath(path))
+    if m is None or (m["pid"] is not None and int(m["pid"]) != os.getpid()):
+        return None
+    return _STD_FDS[m["std"]] if m["std"] else int(m["fd"] or m["pfd"])
+
+
+def _is_stream(path: Path) -> bool:
+    """True when ``path`` is a pipe or a character device (terminal, ``/dev/null``).
+
+    Written in place: a rename would put a regular file where the pipe or device was.
+    """
+    try:
+        mode = os.stat(path).st_mode
+    except (OSError, ValueError):
+        return False
+    return stat.S_ISFIFO(mode) or stat.S_ISCHR(mode)
+
+
+def check_report_target(
+    target: str | os.PathLike[str],
+    dataset_root: str | os.PathLike[str],
+    labels_dir: str | os.PathLike[str] | None = None,
+) -> Path:
+    """Where a report may be written: outside the dataset and its labels folder.
+
+    Checked before any scanning, so a bad ``--report`` costs nothing: a folder, a place
+    inside the dataset or the labels folder (never written into, not even through a link),
+    something that is neither a file nor a stream, or a place that cannot be created or
+    written is refused with a plain message. Returns where the text will go: a link
+    resolved to the real file it names (the link is kept), a stream as given.
     """
     path = Path(target)
     shown = display(str(path))
+    if not str(target):
+        raise CtmdError("the report path is empty: give a file name")
+    real = os.path.realpath(path)
+    for folder, what in ((dataset_root, "the dataset"), (labels_dir, "the labels folder")):
+        if folder is not None and contains(os.path.realpath(folder), real):
+            raise CtmdError(f"refusing to write the report inside {what}: {shown}")
+    fd = _own_fd(path)
+    if fd is not None:
+        import fcntl  # POSIX only, as are the names that give a descriptor
+
+        try:
+            flags = fcntl.fcntl(fd, fcntl.F_GETFL)
+        except OSError as exc:
+            raise CtmdError(f"cannot write the report to {shown}: {exc.strerror}") from exc
+        if flags & os.O_ACCMODE == os.O_RDONLY:
+            raise CtmdError(f"cannot write the report to {shown}: open for reading only")
+        return path
+    if _is_stream(path):
+        if not os.access(path, os.W_OK):
+            raise CtmdError(f"cannot write the report: no write permission for {shown}")
+        return path
     try:
-        path.resolve().relative_to(Path(os.path.realpath(dataset_root)))
-    except ValueError:
-        pass
-    else:
-        raise CtmdError(f"refusing to write the report inside the dataset: {shown}")
-    if path.is_dir():
+        mode: int | None = os.stat(real).st_mode
+    except (FileNotFoundError, NotADirectoryError):
+        mode = None
+    except OSError as exc:  # a link loop, a name too long, no search permission
+        raise CtmdError(f"cannot write the report {shown}: {exc.strerror}") from exc
+    if mode is not None and stat.S_ISDIR(mode):
         raise CtmdError(f"the report path is a folder, give a file name: {shown}")
-    ancestor = path.absolute().parent
+    if mode is not None and not stat.S_ISREG(mode):
+        raise CtmdError(f"the report path is not a file, a pipe or a terminal: {shown}")
+    ancestor = Path(real).parent
     while not ancestor.exists() and ancestor != ancestor.parent:
         ancestor = ancestor.parent
     if not ancestor.is_dir():
@@ -80,17 +143,59 @@ def check_report_target(target: str | os.PathLike[str], dataset_root: Path) -> P
         )
     if not os.access(ancestor, os.W_OK | os.X_OK):
         raise CtmdError(f"cannot write the report: no write permission in {display(str(ancestor))}")
-    return path
+    return Path(real)
+
+
+def _umask() -> int:
+    """The process umask, read without changing it where the system allows."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as fh:
+            for line in fh:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
 
 
 def write_atomic(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` through a temporary file and a rename: all or nothing."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    """Write ``text`` to ``path``: all or nothing for a file, in place for a stream.
+
+    A file goes through a temporary file and a rename. A link is resolved first, so the
+    file it names is replaced and the link stays. The new file gets the mode the old one
+    had, else ``0o666 & ~umask`` as ``open()`` would give (not mkstemp's 0600). A pipe or
+    device is written where it is (a rename would replace it), and ``/dev/stdout`` and
+    its kin through the process's own descriptor.
+    """
+    fd = _own_fd(path)
+    if fd is not None:
+        with os.fdopen(os.dup(fd), "w", encoding="utf-8") as fh:
+            fh.write(text)
+        return
+    if _is_stream(path):
+        with open(path, "w", encoding="utf-8") as fh:
+            fh.write(text)
+        return
+    real = Path(os.path.realpath(path))
+    try:
+        st: os.stat_result | None = os.stat(real)
+    except (FileNotFoundError, NotADirectoryError):
+        st = None
+    if st is not None and not stat.S_ISREG(st.st_mode):
+        shown = display(str(path))
+        raise CtmdError(f"the report path is not a file, a pipe or a terminal: {shown}")
+    mode = stat.S_IMODE(st.st_mode) & 0o777 if st is not None else 0o666 & ~_umask()
+    real.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{real.name}.", suffix=".tmp", dir=real.parent)
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            os.fchmod(fh.fileno(), mode)
             fh.write(text)
-        os.replace(tmp, path)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, real)
     except BaseException:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
@@ -110,35 +215,27 @@ class Report:
 
     @cached_property
     def _mask(self) -> re.Pattern[str] | None:
+        """One pattern for every value, also as shown: texts are escaped before masking.
+
+        A value read from a file name may hold a control character or an undecodable byte;
+        the name is shown escaped (``JOHN\\x1bDOE``), and must still be found.
+        """
         if not self.redact:
             return None
-        alternatives = sorted(self.redact, key=len, reverse=True)
+        forms = {form for v in self.redact for form in (v, printable(v), display(v))}
+        alternatives = sorted(forms, key=len, reverse=True)
         return re.compile("|".join(re.escape(v) for v in alternatives), re.IGNORECASE)
 
-    @cached_property
-    def _tokens(self) -> dict[str, str]:
-        """Masked file-name stems of the tree, numbered in name order (``[redacted#3]``).
+    def _spans(self, text: str) -> list[tuple[int, int, int]]:
+        """Tokens of ``text`` that hold an identifying value: ``(start, end, keep)``.
 
-        Distinct files stay distinct in file lists without showing any part of a name.
-        """
-        if self._mask is None:
-            return {}
-        stems: set[str] = set()
-        for column in (self.scan.files["path"], self.scan.entries["path"]):
-            for rel in column:
-                for part in str(rel).split("/"):
-                    if self._mask.search(part):
-                        stems.add(_EXTENSION.sub("", part) or part)
-        return {stem: f"[redacted#{i}]" for i, stem in enumerate(sorted(stems), start=1)}
-
-    def _mask_text(self, text: str) -> str:
-        """Every token holding an identifying value, masked whole (its extension kept).
-
-        Masking value by value is not enough: a file name that holds a Patient ID with the
-        Operators' Name inside it would keep the rest of the ID once the name was masked.
+        A token runs from boundary to boundary around each match (overlapping tokens
+        merge). ``keep`` is where the part shown unmasked begins: the token's extension, when
+        no match overlaps it (``P001.JOHN`` keeps nothing when ``JOHN`` is masked), else the
+        token's end.
         """
         assert self._mask is not None
-        spans: list[list[int]] = []
+        spans: list[list[int]] = []  # start, end, end of the last match inside
         for m in self._mask.finditer(text):
             a, b = m.start(), m.end()
             while a > 0 and text[a - 1] not in _BOUNDARY:
@@ -147,15 +244,41 @@ class Report:
                 b += 1
             if spans and a <= spans[-1][1]:
                 spans[-1][1] = max(spans[-1][1], b)
+                spans[-1][2] = max(spans[-1][2], m.end())
             else:
-                spans.append([a, b])
+                spans.append([a, b, m.end()])
+        out = []
+        for a, b, last_match in spans:
+            ext = _EXTENSION.search(text, a, b)
+            keep = ext.start() if ext and a < ext.start() and last_match <= ext.start() else b
+            out.append((a, b, keep))
+        return out
+
+    @cached_property
+    def _tokens(self) -> dict[str, str]:
+        """Masked file-name stems of the tree, numbered in name order (``[redacted#3]``).
+
+        Distinct files stay distinct in file lists without showing any part of a name.
+        Stems are cut exactly as :meth:`_mask_text` cuts them, so every one is found.
+        """
+        if self._mask is None:
+            return {}
+        stems: set[str] = set()
+        for column in (self.scan.files["path"], self.scan.entries["path"]):
+            for rel in column:
+                for part in str(rel).split("/"):
+                    stems.update(part[a:keep] for a, _b, keep in self._spans(part))
+        return {stem: f"[redacted#{i}]" for i, stem in enumerate(sorted(stems), start=1)}
+
+    def _mask_text(self, text: str) -> str:
+        """Every token holding an identifying value, masked whole (its extension kept).
+
+        Masking value by value is not enough: a file name that holds a Patient ID with the
+        Operators' Name inside it would keep the rest of the ID once the name was masked.
+        """
         out, last = [], 0
-        for a, b in spans:
-            token = text[a:b]
-            ext = _EXTENSION.search(token)
-            stem = token[: ext.start()] if ext and ext.start() > 0 else token
-            suffix = token[len(stem) :]
-            out.append(text[last:a] + self._tokens.get(stem, REDACTED) + suffix)
+        for a, b, keep in self._spans(text):
+            out.append(text[last:a] + self._tokens.get(text[a:keep], REDACTED) + text[keep:b])
             last = b
         out.append(text[last:])
         return "".join(out)
@@ -180,7 +303,9 @@ class Report:
         """Advice on how the run was set up (not findings about the data)."""
         profile = self.scan.profile
         out: list[str] = []
-        if profile.complete and profile.manifest:
+        no_dataset = any(f.check_id == "structure.no_dataset" for f in self.active)
+        # no dataset at all: another profile would not help, the message says where to look
+        if profile.complete and profile.manifest and not no_dataset:
             present = len(set(self.scan.cases["case_id"]) & set(profile.manifest))
             if present < len(profile.manifest) / 2:
                 out.append(
@@ -222,7 +347,7 @@ class Report:
             "report_version": REPORT_VERSION,
             "tool": {"name": "ctmd-validate", "version": __version__},
             "generated": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-            "dataset_root": str(self.scan.root),
+            "dataset_root": display(str(self.scan.root)),
             "profile": {
                 "name": profile.name,
                 "complete": profile.complete,
@@ -279,9 +404,15 @@ class Report:
         validate_report(data)
         return json.dumps(data, indent=2, ensure_ascii=False, default=str) + "\n"
 
-    def write(self, target: str | os.PathLike[str]) -> Path:
-        """Validate and write the JSON report (parents created; never inside the dataset)."""
-        path = check_report_target(target, self.scan.root)
+    def write(
+        self, target: str | os.PathLike[str], labels_dir: str | os.PathLike[str] | None = None
+    ) -> Path:
+        """Validate and write the JSON report (parents created; never inside the dataset).
+
+        ``labels_dir``: a labels folder given apart from the root, never written into
+        either. Returns where the report went (a link resolved to its file).
+        """
+        path = check_report_target(target, self.scan.root, labels_dir)
         write_atomic(path, self.dumps())
         return path
 
@@ -313,7 +444,8 @@ class Report:
         n_err, n_warn, n_info = (self.count(s) for s in Severity)
         waived = len(self.findings) - len(self.active)
         lines = [
-            f"ctmd-validate {__version__} · profile '{self.scan.profile.name}' · {self.scan.root}",
+            f"ctmd-validate {__version__} · profile '{self.scan.profile.name}' · "
+            f"{display(str(self.scan.root))}",
             f"{len(self.scan.cases)} cases, {len(self.scan.files)} image files scanned in "
             f"{self.scan.seconds:.1f} s ({self.scan.jobs} jobs)",
             ("VALID" if self.valid else "INVALID")

@@ -38,7 +38,7 @@ from pydicom.values import converters
 from . import tables
 from .errors import CtmdError
 from .labelfiles import LabelFiles, load_labels
-from .paths import Confined, LinkState, display, sanitize_message
+from .paths import Confined, LinkState, contains, display, sanitize_message
 from .profiles import Profile
 
 __all__ = ["ScanResult", "read_header", "scan"]
@@ -92,6 +92,12 @@ DEFER_SIZE = 1 << 20
 MAX_FRAGMENTS = 100_000
 #: A deflated dataset may inflate to at most this many bytes (a deflate bomb is refused).
 MAX_INFLATED = 256 << 20
+#: A header (file meta + dataset up to the Pixel Data) may take at most this many reads
+#: (every data element takes one or more, nested ones included) and bytes. Real CT headers
+#: take a few hundred reads and well under a megabyte; values longer than ``DEFER_SIZE`` are
+#: skipped, not read, and do not count.
+MAX_HEADER_READS = 100_000
+MAX_HEADER_BYTES = 64 << 20
 
 # Per-file values collected for the structure, conformance, geometry and
 # de-identification checks: (column, keyword, kind).
@@ -199,6 +205,7 @@ def _walk(
 ) -> None:
     """Record every data element (sequences included): path, tag, depth, VR, length, value.
 
+    A sequence's value is its number of items, as text.
     Values are taken from the raw bytes (no pydicom value conversion, which would cost as
     much as the parse itself); ``top`` receives the depth-0 values by tag. Values larger
     than the deferral limit were skipped by the parser and are recorded without a value.
@@ -237,7 +244,10 @@ def _walk(
         if depth == 0:
             top[int(tag)] = value
         if vr == "SQ":
-            out.append((path, int(tag), depth, vr, length, None))
+            # a sequence's value is its number of items (None: not opened), so that an
+            # item without elements is still seen
+            count = None if items is None and length != 0 else str(len(items or []))
+            out.append((path, int(tag), depth, vr, length, count))
             for i, item in enumerate(items or []):
                 _walk(item, f"{path}[{i}]", depth + 1, out, top)
         else:
@@ -342,17 +352,19 @@ def _check_pixel_framing(
 def _stop_when() -> Callable[[int, str | None, int], bool]:
     """Stop the parse at Pixel Data, or where the tags stop ascending.
 
-    PS3.5 7.1 requires ascending tags; a tag smaller than the one before is damage
-    (typically zero fill: element (0000,0000) over and over), and parsing on would walk
-    the whole payload eight bytes at a time. (pydicom asks twice about the first tag when
-    it probes the VR encoding, so an equal tag is let through.)
+    PS3.5 7.1 requires ascending tags; a tag smaller than (or equal to) the one before is
+    damage (typically zero fill: element (0000,0000) over and over), and parsing on would
+    walk the whole payload eight bytes at a time. (pydicom asks twice about the first tag
+    when it probes the VR encoding, so one repeat of the first tag is let through.)
     """
     last = -1
+    calls = 0
 
     def stop(tag: int, vr: str | None, length: int) -> bool:
-        nonlocal last
+        nonlocal last, calls
         del vr, length
-        if tag in _PIXEL_TAGS or tag < last:
+        calls += 1
+        if tag in _PIXEL_TAGS or tag < last or (tag == last and calls > 2):
             return True
         last = tag
         return False
@@ -360,19 +372,70 @@ def _stop_when() -> Callable[[int, str | None, int], bool]:
     return stop
 
 
+class HeaderTooLarge(Exception):
+    """The header needs more reads or bytes than :data:`MAX_HEADER_READS`/``_BYTES``."""
+
+
+class _Bounded:
+    """A file object that refuses to serve a header more reads or bytes than its budget.
+
+    ``stop_when`` only sees top-level elements; damage inside an undefined-length sequence
+    item (zero fill read as items of empty elements) or a huge value in the file meta would
+    otherwise make one header cost minutes or gigabytes. Seeks (deferred values) are free.
+    """
+
+    def __init__(self, fp: BinaryIO) -> None:
+        self._fp = fp
+        self.reads = 0
+        self.bytes = 0
+
+    def read(self, size: int = -1) -> bytes:
+        self.reads += 1
+        if self.reads > MAX_HEADER_READS:
+            raise HeaderTooLarge(f"more than {MAX_HEADER_READS:,} data element reads")
+        if size < 0 or self.bytes + size > MAX_HEADER_BYTES:
+            raise HeaderTooLarge(f"more than {MAX_HEADER_BYTES >> 20} MiB of element values")
+        data = self._fp.read(size)
+        self.bytes += len(data)
+        return data
+
+    def seek(self, offset: int, whence: int = 0) -> int:
+        return self._fp.seek(offset, whence)
+
+    def tell(self) -> int:
+        return self._fp.tell()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._fp, name)
+
+
 def _inflate(fp: BinaryIO, row: dict[str, Any]) -> tuple[BinaryIO, int] | None:
-    """The inflated dataset of a Deflated Explicit VR Little Endian file, within a cap."""
+    """The inflated dataset of a Deflated Explicit VR Little Endian file, within a cap.
+
+    Read and inflated in 1 MiB steps, so a deflate bomb costs at most the cap.
+    """
     inflater = zlib.decompressobj(-zlib.MAX_WBITS)
+    parts: list[bytes] = []
+    total = 0
     try:
-        data = inflater.decompress(fp.read(MAX_INFLATED), MAX_INFLATED)
+        while not inflater.eof:
+            chunk = inflater.unconsumed_tail or fp.read(1 << 20)
+            if not chunk:
+                break
+            part = inflater.decompress(chunk, MAX_INFLATED + 1 - total)
+            total += len(part)
+            parts.append(part)
+            if total > MAX_INFLATED:
+                row["status"] = "unreadable"
+                row["error"] = (
+                    f"deflated dataset inflates to more than {MAX_INFLATED} bytes: not read"
+                )
+                return None
     except zlib.error as exc:
         row["status"] = "unreadable"
         row["error"] = f"deflated dataset cannot be inflated: {exc}"
         return None
-    if inflater.unconsumed_tail:
-        row["status"] = "unreadable"
-        row["error"] = f"deflated dataset inflates to more than {MAX_INFLATED} bytes: not read"
-        return None
+    data = b"".join(parts)
     return DicomBytesIO(data), len(data)
 
 
@@ -405,7 +468,8 @@ def _parse(fp: BinaryIO, size: int, row: dict[str, Any]) -> tuple[Dataset, Datas
         row["error"] = "no DICOM Part 10 preamble ('DICM' at byte 128)"
         return None
     meta_start = fp.tell()
-    meta = _read_file_meta_info(fp)
+    bounded = _Bounded(fp)
+    meta = _read_file_meta_info(bounded)
     if "FileMetaInformationGroupLength" in meta:
         # as pydicom measures it: the bytes after the 12-byte group length element
         declared = meta.FileMetaInformationGroupLength
@@ -422,7 +486,8 @@ def _parse(fp: BinaryIO, size: int, row: dict[str, Any]) -> tuple[Dataset, Datas
         implicit, little = False, True
     else:
         implicit, little = _encoding(UID(tsuid) if tsuid else None, fp)
-    ds = read_dataset(body, implicit, little, stop_when=_stop_when(), defer_size=DEFER_SIZE)
+    bounded._fp = body
+    ds = read_dataset(bounded, implicit, little, stop_when=_stop_when(), defer_size=DEFER_SIZE)
     length, fragments, problem = _check_pixel_framing(body, size, little)
     row["pixel_length"] = length
     row["pixel_fragments"] = fragments
@@ -433,7 +498,7 @@ def _parse(fp: BinaryIO, size: int, row: dict[str, Any]) -> tuple[Dataset, Datas
 
 
 @contextmanager
-def _captured(notes: list[str], path: str) -> Iterator[None]:
+def captured(notes: list[str], path: str = "") -> Iterator[None]:
     """Record the warnings and pydicom log records raised inside, sanitised, in ``notes``.
 
     pydicom's messages quote raw header bytes (Patient ID, dates, serial numbers) when a
@@ -481,8 +546,11 @@ def read_header(path: str) -> tuple[dict[str, Any], list[tuple[Any, ...]]]:
     top: dict[int, Any] = {}
     notes: list[str] = []
     try:
-        with _captured(notes, path):
+        with captured(notes, path):
             _read_into(path, row, elements, top)
+    except HeaderTooLarge as exc:
+        row["status"] = "unreadable"
+        row["error"] = f"header too large: {exc} before the Pixel Data; not parsed further"
     except (OSError, EOFError) as exc:
         row["status"] = "unreadable"
         row["error"] = (
@@ -529,6 +597,7 @@ def _read_into(
             row["error"] = (
                 "empty file" if size == 0 else "no DICOM Part 10 preamble ('DICM' at byte 128)"
             )
+            row["name_tokens"] = _name_tokens(fp, path) if size else None
             return
         try:
             parsed = _parse(fp, size, row)
@@ -545,6 +614,25 @@ def _read_into(
 #: How much of an unreadable file's start is searched for the parts of its own name.
 NAME_PROBE = 1 << 16
 _NAME_SPLIT = re.compile(r"[-_.\s]+")
+
+
+#: Stray files probed for their name's parts (a wrong ROOT may hold millions of files).
+MAX_PROBED = 1_000
+
+
+def _probe_name_tokens(real: str) -> str | None:
+    """:func:`_name_tokens` of a file that is not otherwise read (a stray), or None."""
+    try:
+        fd = os.open(real, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_NOFOLLOW", 0))
+    except OSError:
+        return None
+    with os.fdopen(fd, "rb") as fp:
+        try:
+            if not stat.S_ISREG(os.fstat(fd).st_mode):
+                return None
+        except OSError:
+            return None
+        return _name_tokens(fp, real)
 
 
 def _name_tokens(fp: BinaryIO, path: str) -> str | None:
@@ -621,14 +709,38 @@ class _Walk:
     entries: list[dict[str, Any]] = field(default_factory=list)
     layout_dirs: list[_Dir] = field(default_factory=list)
     deeper: list[str] = field(default_factory=list)
+    probed: int = 0
 
     def rel(self, path: Path) -> str:
         return display(path.relative_to(self.root).as_posix())
 
-    def add(self, path: Path, kind: str, role: str, reason: str | None, case: str | None) -> None:
-        """Record a tree entry that is not a class folder, case folder or image."""
+    def add(
+        self,
+        path: Path,
+        kind: str,
+        role: str,
+        reason: str | None,
+        case: str | None,
+        real: str | None = None,
+    ) -> None:
+        """Record a tree entry that is not a class folder, case folder or image.
+
+        A stray file (``real`` given) is probed for the parts of its name that its own
+        bytes spell out (see :func:`_name_tokens`): its name is shown in the report.
+        """
+        tokens = None
+        if real is not None and self.probed < MAX_PROBED:
+            self.probed += 1
+            tokens = _probe_name_tokens(real)
         self.entries.append(
-            {"path": self.rel(path), "kind": kind, "role": role, "case_key": case, "reason": reason}
+            {
+                "path": self.rel(path),
+                "kind": kind,
+                "role": role,
+                "case_key": case,
+                "reason": reason,
+                "name_tokens": tokens,
+            }
         )
 
     def listdir(self, folder: _Dir) -> list[_Entry]:
@@ -650,7 +762,7 @@ class _Walk:
                 continue
             state, target = self.confined.resolve_link(e.path)
             is_dir = target is not None and os.path.isdir(target)
-            if is_dir and target is not None and _contains(target, folder.real):
+            if is_dir and target is not None and contains(target, folder.real):
                 state, target = LinkState.LOOP, None  # a folder linking to itself or above
             out.append(_Entry(e.name, shown, target, is_dir, state))
         return out
@@ -668,10 +780,6 @@ class _Walk:
         return False
 
 
-def _contains(folder: str, path: str) -> bool:
-    return path == folder or path.startswith(folder.rstrip(os.sep) + os.sep)
-
-
 def _is_dir(entry: os.DirEntry[str]) -> bool:
     try:
         return entry.is_dir(follow_symlinks=False)
@@ -683,17 +791,29 @@ def _is_dir(entry: os.DirEntry[str]) -> bool:
 MAX_COUNTED = 10_000
 
 
-def _count_files(real: str, walk: _Walk, profile: Profile) -> str:
-    """How many files a stray folder holds (links not followed), and class folders below."""
-    total = 0
-    for dirpath, dirs, files in os.walk(real):
-        total += len(files)
-        for name in dirs:
-            if _class_of_dir(name, profile) is not None and len(walk.deeper) < 10:
-                shown = walk.root / os.path.relpath(os.path.join(dirpath, name), walk.confined.root)
-                walk.deeper.append(walk.rel(shown))
-        if total > MAX_COUNTED:
-            return f"more than {MAX_COUNTED} files"
+def _count_files(folder: _Dir, walk: _Walk, profile: Profile) -> str:
+    """How many files a stray folder holds, and class folders below it.
+
+    Nothing is stat'ed through a link: links inside are resolved within the root (those
+    leaving it or looping are reported like any other), and linked folders are not entered.
+    At most ``MAX_COUNTED`` entries are looked at.
+    """
+    total = seen = 0
+    stack = [folder]
+    while stack:
+        for entry in walk.listdir(stack.pop()):
+            seen += 1
+            if seen > MAX_COUNTED:
+                return f"more than {MAX_COUNTED} entries"
+            if walk.unfollowed(entry, None):
+                continue
+            if not (entry.is_dir and entry.real is not None):
+                total += 1
+                continue
+            if _class_of_dir(entry.name, profile) is not None and len(walk.deeper) < 10:
+                walk.deeper.append(walk.rel(entry.shown))
+            if entry.link is None:
+                stack.append(_Dir(entry.shown, entry.real))
     return f"{total} files"
 
 
@@ -755,7 +875,7 @@ def _walk_tree(root: Path, profile: Profile) -> _Walk:
             if walk.unfollowed(entry, None):
                 continue
             if entry.is_dir and entry.real is not None:
-                inside = _count_files(entry.real, walk, profile)
+                inside = _count_files(_Dir(entry.shown, entry.real), walk, profile)
                 walk.add(entry.shown, "dir", "stray", f"unexpected folder ({inside} inside)", None)
             elif not entry.name.startswith(".") and any(
                 fnmatch.fnmatch(entry.name, g) for g in profile.root_files_allowed
@@ -763,7 +883,7 @@ def _walk_tree(root: Path, profile: Profile) -> _Walk:
                 walk.add(entry.shown, "file", "dataset_file", None, None)
             else:
                 reason = _stray_reason(entry, "next to the class folders")
-                walk.add(entry.shown, "file", "stray", reason, None)
+                walk.add(entry.shown, "file", "stray", reason, None, entry.real)
 
     for entry, key in class_dirs:
         crel = walk.rel(entry.shown)
@@ -784,7 +904,7 @@ def _walk_tree(root: Path, profile: Profile) -> _Walk:
                 _walk_case(_Dir(sub.shown, sub.real), case_key, suffix, walk, profile)
             else:
                 where = "inside a class folder, outside any case folder"
-                walk.add(sub.shown, "file", "stray", _stray_reason(sub, where), None)
+                walk.add(sub.shown, "file", "stray", _stray_reason(sub, where), None, sub.real)
     return walk
 
 
@@ -804,13 +924,12 @@ def _walk_case(case: _Dir, case_key: str, suffix: str, walk: _Walk, profile: Pro
         if walk.unfollowed(entry, case_key):
             continue
         if entry.is_dir and entry.real is not None:
-            inside = _count_files(entry.real, walk, profile)
+            inside = _count_files(_Dir(entry.shown, entry.real), walk, profile)
             reason = f"folder nested in a case folder ({inside} inside)"
             walk.add(entry.shown, "dir", "stray", reason, case_key)
         elif entry.name.startswith("."):
-            walk.add(
-                entry.shown, "file", "stray", _stray_reason(entry, "in a case folder"), case_key
-            )
+            reason = _stray_reason(entry, "in a case folder")
+            walk.add(entry.shown, "file", "stray", reason, case_key, entry.real)
         else:
             walk.candidates.append(
                 {
@@ -889,7 +1008,7 @@ def scan(
     root_path = Path(os.path.realpath(root_path))
     jobs = max(1, jobs or os.cpu_count() or 1)
     notes: list[str] = []
-    with _captured(notes, str(root_path)):
+    with captured(notes, str(root_path)):
         walk = _walk_tree(root_path, profile)
         file_rows, element_columns = _parse_files(walk, jobs, progress)
         files = tables.make_files(file_rows)
@@ -933,6 +1052,7 @@ def _parse_files(
                         "role": "stray",
                         "case_key": cand["case_key"],
                         "reason": reason,
+                        "name_tokens": row.get("name_tokens"),
                     }
                 )
                 continue  # a file that is not DICOM has no elements

@@ -113,7 +113,37 @@ def read_settings(
         raise error(f"cannot read {what} {p}: {exc}") from exc
     except RecursionError as exc:
         raise error(f"cannot read {what} {p}: nested too deeply") from exc
-    return SettingsFile(p, text, data, is_json)
+    sf = SettingsFile(p, text, data, is_json)
+    try:
+        problems = list(_surrogates(data))
+    except RecursionError as exc:  # parsed at the limit, one level too deep to walk
+        raise error(f"cannot read {what} {p}: nested too deeply") from exc
+    raise_problems(problems, [sf], error)
+    return sf
+
+
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def _surrogates(data: Any, path: KeyPath = ()) -> Iterator[Problem]:
+    """Keys and strings holding a lone surrogate (JSON allows ``"\\ud800"``; TOML does not).
+
+    Such a string is not text: it cannot be encoded, so it could never match a check id or
+    a path, and it would break every report and message that showed it.
+    """
+    why = "holds a lone surrogate (an unpaired \\ud800-\\udfff escape): not text"
+    if isinstance(data, str):
+        if _SURROGATE.search(data):
+            yield Problem(path, why)
+    elif isinstance(data, dict):
+        for key, value in data.items():
+            if _SURROGATE.search(key):
+                yield Problem((*path, key), f"the key {why}")
+            else:
+                yield from _surrogates(value, (*path, key))
+    elif isinstance(data, list):
+        for i, value in enumerate(data):
+            yield from _surrogates(value, (*path, i))
 
 
 def format_key_path(path: KeyPath) -> str:
@@ -123,7 +153,11 @@ def format_key_path(path: KeyPath) -> str:
         if isinstance(part, int):
             out += f"[{part}]"
         else:
-            text = part if _BARE_KEY.fullmatch(part) else json.dumps(part, ensure_ascii=False)
+            if _BARE_KEY.fullmatch(part):
+                text = part
+            else:  # spelled as in JSON; a lone surrogate or control escaped, not printed raw
+                ascii_only = bool(_SURROGATE.search(part)) or not part.isprintable()
+                text = json.dumps(part, ensure_ascii=ascii_only)
             out += f".{text}" if out else text
     return out
 

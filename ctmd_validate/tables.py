@@ -153,6 +153,8 @@ ENTRIES = pa.DataFrameSchema(
         "role": pa.Column(_STR, pa.Check.isin(ENTRY_ROLES)),
         "case_key": pa.Column(_STR, nullable=True),
         "reason": pa.Column(_STR, nullable=True),
+        # parts of a stray file's name that its own bytes spell out (masked in reports)
+        "name_tokens": pa.Column(_STR, nullable=True),
     },
     strict=True,
     ordered=False,
@@ -217,7 +219,17 @@ def make_elements(columns: dict[str, list[Any]]) -> pd.DataFrame:
 
 
 def make_entries(rows: list[dict[str, Any]]) -> pd.DataFrame:
-    df = _frame(rows, {"path": _STR, "kind": _STR, "role": _STR, "case_key": _STR, "reason": _STR})
+    df = _frame(
+        rows,
+        {
+            "path": _STR,
+            "kind": _STR,
+            "role": _STR,
+            "case_key": _STR,
+            "reason": _STR,
+            "name_tokens": _STR,
+        },
+    )
     return ENTRIES.validate(df, lazy=True)
 
 

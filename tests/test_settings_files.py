@@ -582,6 +582,7 @@ POLICY_CASES = {
     "typo": ("[retian]  # <-\nuids = true\n", "retian: unknown key (allowed: name, description"),
     "tables": ('standard_tables = "dicomfields_1999"  # <-\n', "has no table module"),
     "tables-path": ('standard_tables = "os.path"  # <-\n', "standard_tables: 'os.path' does not"),
+    "tables-empty": ('standard_tables = "__init__"  # <-\n', "holds no PS3.15 table"),
 }
 
 

@@ -81,13 +81,18 @@ def _missing_in_items(ctx: CheckContext) -> dict[tuple[str, str, str], list[str]
         child["file_idx"], child["parent"], child["item"], child["tag"], child["empty"], strict=True
     ):
         by_item.setdefault((int(f), parent, item), {})[int(tag)] = bool(empty)
-    items_of: dict[tuple[int, str], list[dict[int, bool]]] = {}
-    for (f, parent, _item), tags in by_item.items():
-        items_of.setdefault((f, parent), []).append(tags)
+    items_of: dict[tuple[int, str], dict[int, dict[int, bool]]] = {}
+    for (f, parent, item), tags in by_item.items():
+        items_of.setdefault((f, parent), {})[int(item)] = tags
     files = ctx.scan.files.set_index("file_idx")
     out: dict[tuple[str, str, str], list[str]] = {}
-    for f, path, seq_tag in zip(seqs["file_idx"], seqs["path"], seqs["tag"], strict=True):
-        for tags in items_of.get((int(f), str(path)), []):
+    for f, path, seq_tag, count in zip(
+        seqs["file_idx"], seqs["path"], seqs["tag"], seqs["value"], strict=True
+    ):
+        # every item, those without any element included (the sequence's value counts them)
+        known = items_of.get((int(f), str(path)), {})
+        n = int(count) if isinstance(count, str) and count.isdigit() else 0
+        for tags in (known.get(i, {}) for i in sorted(set(range(n)) | set(known))):
             for tag in required[int(seq_tag)]:
                 how = "absent" if tag not in tags else "empty" if tags[tag] else None
                 if how is None:
@@ -185,13 +190,13 @@ def sop_class(ctx: CheckContext, sink: Sink) -> int:
     allowed = set(ctx.profile.conformance.sop_classes)
     bad = files[files["sop_class_uid"].notna() & ~files["sop_class_uid"].isin(allowed)]
     for (case_key, uid), group in bad.groupby(["case_key", "sop_class_uid"]):
-        name = UID(str(uid)).name
+        name, shown = describe_uid(str(uid))
         sink.add(
             f"{len(group)} files are {name}, not CT Image Storage",
             case=str(cases[case_key]),
             path=str(case_key),
             expected=sorted(allowed),
-            actual=str(uid),
+            actual=shown,
             files=list(group["path"]),
         )
     return int(files["sop_class_uid"].notna().sum())
@@ -239,6 +244,19 @@ def required_attribute(ctx: CheckContext, sink: Sink) -> int:
 def _tag_suffix(keyword: str) -> str:
     """`` (gggg,eeee)`` after a top-level keyword; nothing after a sequence-item path."""
     return "" if "[" in keyword else f" {tag_text(tag_of(keyword))}"
+
+
+def describe_uid(value: str) -> tuple[str, str]:
+    """``(name, shown value)`` of a UID for a message, never echoing a value that is no UID.
+
+    A damaged element length can make a UID "value" swallow the elements after it (Patient
+    ID, dates): such a value is described by its problem, not shown, and never handed to
+    ``pydicom.uid.UID`` (whose warnings quote it).
+    """
+    problem = uid_problem(value)
+    if problem is not None:
+        return f"an invalid UID ({problem})", "[not a valid UID: not shown]"
+    return UID(value).name, value
 
 
 def uid_problem(value: str) -> str | None:

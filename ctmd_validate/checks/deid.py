@@ -48,8 +48,8 @@ def _nonempty_sequences(el: pd.DataFrame) -> set[tuple[int, str]]:
 def _audit(ctx: CheckContext) -> tuple[pd.DataFrame, pd.Series, pd.Series]:
     """Public attributes the policy de-identifies: the rows, which hold data, which are empty.
 
-    "Empty" is an X (remove) attribute that is present with no value (length 0, or a
-    sequence without items): a deviation from the profile, but nothing leaks.
+    "Empty" is an X (remove) attribute that is present with no value (length 0, padding
+    only, or a sequence without item elements): a deviation from the profile, but nothing leaks.
     """
     policy: Policy = ctx.policy
     el = ctx.scan.elements
@@ -91,7 +91,10 @@ def _audit(ctx: CheckContext) -> tuple[pd.DataFrame, pd.Series, pd.Series]:
     binary = audited["value"].isna() & ~is_sq & (audited["length"] > 0)
     holds = (is_sq & sq_full) | (~is_sq & (has_data | binary))
     is_x = audited["action"] == "X"
-    empty_x = is_x & ~holds & ((audited["length"] == 0) | (is_sq & ~sq_full))
+    blank = (audited["length"] == 0) | (
+        ~is_sq & audited["value"].map(lambda v: isinstance(v, str) and v.strip("\0 ") == "")
+    )  # no value, or padding only
+    empty_x = is_x & ~holds & (blank | (is_sq & ~sq_full))
     violating = holds | (is_x & ~empty_x)
     return audited, violating.astype(bool), empty_x.astype(bool)
 

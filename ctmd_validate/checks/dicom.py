@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-from pydicom.uid import UID
-
 from ..findings import Severity
 from ..registry import CheckContext, Sink, check
+from .conformance import describe_uid
 
 
 @check("dicom.unreadable", Severity.ERROR, scope="case")
@@ -86,13 +85,14 @@ def transfer_syntax(ctx: CheckContext, sink: Sink) -> int:
     allowed = set(ctx.profile.conformance.transfer_syntaxes)
     odd = files[files["transfer_syntax"].notna() & ~files["transfer_syntax"].isin(allowed)]
     for (case_key, uid), group in odd.groupby(["case_key", "transfer_syntax"]):
-        name = UID(str(uid)).name
+        name, shown = describe_uid(str(uid))
+        label = f"{name} ({uid})" if name not in (uid, shown) and shown == uid else name
         sink.add(
-            f"{len(group)} files use the transfer syntax {name} ({uid}), not in the profile",
+            f"{len(group)} files use the transfer syntax {label}, not in the profile",
             case=str(cases[case_key]),
             path=str(case_key),
             expected=sorted(allowed),
-            actual=str(uid),
+            actual=shown,
             files=list(group["path"]),
         )
     return int(files["transfer_syntax"].notna().sum())

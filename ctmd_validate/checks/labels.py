@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import posixpath
 from typing import Any
 
 import numpy as np
@@ -18,6 +19,7 @@ from ..labelstats import (
     slice_counts,
     version_totals,
 )
+from ..profiles import ClassSpec
 from ..registry import CheckContext, Sink, check
 from ..tables import index_failures
 
@@ -280,6 +282,43 @@ def _norm(path: str) -> str:
     return text.strip("/").casefold()
 
 
+def _spellings(spec: ClassSpec, index_spelling: str | None) -> set[str]:
+    """A class's folder spellings, normalised; "" (an empty cell, "/") names no class."""
+    names = (spec.documented, *spec.aliases, *([index_spelling] if index_spelling else []))
+    return {_norm(n) for n in names} - {""}
+
+
+def _walked_dirs(ctx: CheckContext) -> frozenset[str]:
+    """Every folder the scan walked, relative to ROOT: class, case and stray folders.
+
+    The check answers from these tables, so an Index cell never makes the tool touch the
+    disk (nothing re-reads what was scanned, and nothing outside ROOT is even stat'ed).
+    """
+    scan = ctx.scan
+    entries = scan.entries
+    dirs = (
+        *scan.class_dirs["path"],
+        *scan.cases["case_key"],
+        *entries.loc[entries["kind"] == "dir", "path"],
+    )
+    return frozenset(str(d) for d in dirs)
+
+
+def _inside(*cells: str) -> str | None:
+    """``cells`` joined as a path relative to ROOT, decided from the text alone.
+
+    None when the text is absolute, leaves ROOT (``..``) or cannot be a path (NUL): such a
+    cell names no case folder of the dataset.
+    """
+    text = posixpath.join(*cells)
+    if "\0" in text or text.startswith("/"):
+        return None
+    path = posixpath.normpath(text)
+    if path == ".." or path.startswith("../"):
+        return None
+    return path
+
+
 @check("labels.index.relative_path", Severity.ERROR)
 def index_relative_path(ctx: CheckContext, sink: Sink) -> int:
     """An Index row's "Relative Path" names no folder of its own class.
@@ -293,6 +332,7 @@ def index_relative_path(ctx: CheckContext, sink: Sink) -> int:
     if view is None:
         return 0
     spellings = ctx.profile.labels.index_relative_paths
+    walked = _walked_dirs(ctx)
     examined = 0
     for r in view.rows.dropna(subset=["class_key"]).itertuples():
         examined += 1
@@ -301,14 +341,13 @@ def index_relative_path(ctx: CheckContext, sink: Sink) -> int:
         if r.class_key in spellings:
             known.add(_norm(spellings[str(r.class_key)]))
         target = _norm(str(r.relative_path))
-        literal = ctx.scan.root / str(r.relative_path).strip() / str(r.case_id)
-        if target in known or literal.is_dir():
+        literal = _inside(str(r.relative_path).strip(), str(r.case_id))
+        if target in known or literal in walked:
             continue
         other = [
             s.label
             for k, s in ctx.profile.classes.items()
-            if k != r.class_key
-            and target in {_norm(x) for x in (s.documented, *s.aliases, spellings.get(k, ""))}
+            if k != r.class_key and target in _spellings(s, spellings.get(k))
         ]
         what = f"names class {other[0]}" if other else "names no class folder"
         sink.add(

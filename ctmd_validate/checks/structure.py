@@ -275,7 +275,7 @@ def _no_dataset_hint(ctx: CheckContext) -> str:
 
 @check("structure.no_dataset", Severity.ERROR)
 def no_dataset(ctx: CheckContext, sink: Sink) -> int:
-    """No COVID-CT-MD dataset was found under ROOT: no class folder, or no case folder.
+    """No COVID-CT-MD dataset was found under ROOT: no class folder, no case, or no image.
 
     An empty folder, a single class or case folder, or a wrong path must never pass as a
     valid dataset, whatever the profile (``subset`` included) and whatever the config: this
@@ -297,6 +297,14 @@ def no_dataset(ctx: CheckContext, sink: Sink) -> int:
             path=dirs[0],
             expected="case folders (P001, cap001, normal001, ...) in the class folders",
             actual="no case folder",
+        )
+    elif ctx.scan.readable.empty:
+        files = ctx.scan.files
+        sink.add(
+            f"no dataset under ROOT: the {len(ctx.scan.cases)} case folder(s) hold no readable "
+            f"DICOM image ({len(files)} file(s), none readable)",
+            expected="readable DICOM images in the case folders",
+            actual=f"{len(files)} files, 0 readable",
         )
     return 1
 
