@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import contextlib
+import os
 import re
+import unicodedata
 
 import pandas as pd
 
@@ -18,9 +20,9 @@ MIN_LENGTH = 4  # shorter values ("1", "M") are too common to search for
 
 
 def identifying_elements(scan: ScanResult, policy: Policy) -> pd.DataFrame:
-    """Top-level text elements that the policy de-identifies and that hold real data."""
+    """Text elements (at any depth) that the policy de-identifies and that hold real data."""
     el = scan.elements
-    top = el[(el["depth"] == 0) & el["vr"].isin(_IDENTIFYING_VRS) & el["value"].notna()]
+    top = el[el["vr"].isin(_IDENTIFYING_VRS) & el["value"].notna()]
     tags = pd.Series(top["tag"].unique())
     actions = dict(zip(tags, tags.map(policy.action), strict=True))
     top = top[top["tag"].map(actions).notna()]
@@ -57,7 +59,7 @@ def _public_ids(scan: ScanResult) -> set[str]:
 
 
 def _spellings(value: str) -> set[str]:
-    """``value`` and, when its bytes are UTF-8, the text they spell.
+    """``value``, the text its bytes spell when they are UTF-8, and file-name spellings.
 
     Headers are decoded as Latin-1 (the default character set); a name written in UTF-8
     ("Müller") reads as "MÃ¼ller" there, but is shown as "Müller" in a file name.
@@ -65,6 +67,12 @@ def _spellings(value: str) -> set[str]:
     out = {value}
     with contextlib.suppress(UnicodeEncodeError, UnicodeDecodeError):
         out.add(value.encode("latin-1").decode("utf-8"))
+    for text in list(out):
+        # a name as a file system may spell it: decomposed (macOS writes NFD), or the
+        # value's Latin-1 bytes in a name that is no UTF-8 (shown escaped, ``\xd8``)
+        out.add(unicodedata.normalize("NFD", text))
+        with contextlib.suppress(UnicodeEncodeError):
+            out.add(os.fsdecode(text.encode("latin-1")))
     return out
 
 

@@ -255,30 +255,47 @@ class Report:
         return out
 
     @cached_property
-    def _tokens(self) -> dict[str, str]:
-        """Masked file-name stems of the tree, numbered in name order (``[redacted#3]``).
+    def _names(self) -> tuple[re.Pattern[str] | None, dict[str, str], dict[str, str]]:
+        """Names in the tree (path components) holding an identifying value, masked whole.
 
-        Distinct files stay distinct in file lists without showing any part of a name.
-        Stems are cut exactly as :meth:`_mask_text` cuts them, so every one is found.
+        Returns a pattern of those names, name -> masked name (``[redacted#3].dcm``: the stem
+        numbered in name order, the extension kept unless a value lies in it) and stem ->
+        token. A whole name is masked, whatever its separators: ``99C628 ASAD_1.dcm`` or
+        ``99C628(ASAD)_2.dcm`` must not keep the part of the ID outside the masked word.
         """
-        if self._mask is None:
-            return {}
-        stems: set[str] = set()
+        assert self._mask is not None
+        stems: dict[str, str] = {}
         for column in (self.scan.files["path"], self.scan.entries["path"]):
             for rel in column:
                 for part in str(rel).split("/"):
-                    stems.update(part[a:keep] for a, _b, keep in self._spans(part))
-        return {stem: f"[redacted#{i}]" for i, stem in enumerate(sorted(stems), start=1)}
+                    if part in stems:
+                        continue
+                    ends = [m.end() for m in self._mask.finditer(part)]
+                    if not ends:
+                        continue
+                    ext = _EXTENSION.search(part)
+                    keep = ext.start() if ext and 0 < ext.start() >= max(ends) else len(part)
+                    stems[part] = part[:keep]
+        tokens = {t: f"[redacted#{i}]" for i, t in enumerate(sorted(set(stems.values())), 1)}
+        masked = {part: tokens[stem] + part[len(stem) :] for part, stem in stems.items()}
+        if not masked:
+            return None, {}, tokens
+        alternatives = sorted(masked, key=len, reverse=True)
+        return re.compile("|".join(re.escape(a) for a in alternatives)), masked, tokens
 
     def _mask_text(self, text: str) -> str:
-        """Every token holding an identifying value, masked whole (its extension kept).
+        """Every name and token holding an identifying value, masked whole.
 
         Masking value by value is not enough: a file name that holds a Patient ID with the
         Operators' Name inside it would keep the rest of the ID once the name was masked.
+        Names of the tree are masked first (whole), then any other word holding a value.
         """
+        names, masked, tokens = self._names
+        if names is not None:
+            text = names.sub(lambda m: masked[m.group()], text)
         out, last = [], 0
         for a, b, keep in self._spans(text):
-            out.append(text[last:a] + self._tokens.get(text[a:keep], REDACTED) + text[keep:b])
+            out.append(text[last:a] + tokens.get(text[a:keep], REDACTED) + text[keep:b])
             last = b
         out.append(text[last:])
         return "".join(out)

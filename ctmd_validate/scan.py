@@ -91,7 +91,7 @@ DEFER_SIZE = 1 << 20
 #: Encapsulated Pixel Data fragments followed per file before the walk stops.
 MAX_FRAGMENTS = 100_000
 #: A deflated dataset may inflate to at most this many bytes (a deflate bomb is refused).
-MAX_INFLATED = 256 << 20
+MAX_INFLATED = 64 << 20
 #: A header (file meta + dataset up to the Pixel Data) may take at most this many reads
 #: (every data element takes one or more, nested ones included) and bytes. Real CT headers
 #: take a few hundred reads and well under a megabyte; values longer than ``DEFER_SIZE`` are
@@ -646,7 +646,9 @@ def _name_tokens(fp: BinaryIO, path: str) -> str | None:
     parts = {stem, *_NAME_SPLIT.split(stem)}
     try:
         fp.seek(0)
-        head = fp.read(NAME_PROBE).decode("latin-1").casefold()
+        raw = fp.read(NAME_PROBE)
+        # both readings: a name part may be spelt in UTF-8 ("Jürgenthal") or Latin-1
+        head = (raw.decode("latin-1") + "\0" + raw.decode("utf-8", "replace")).casefold()
     except (OSError, ValueError):
         return None
     found = sorted(p for p in parts if len(p) >= 4 and p.casefold() in head)

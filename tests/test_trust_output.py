@@ -409,7 +409,7 @@ def test_a_value_in_the_extension_masks_the_extension(make_tree) -> None:
     assert len(set(names)) == 3 and all(n.startswith("[redacted#") for n in names), names
     assert sum(n.endswith("].txt") for n in names) == 1
     assert not any("." in n.split("]", 1)[1] for n in names if not n.endswith(".txt"))
-    assert report.scrub("see P001.JOHN here") == f"see {report._tokens['P001.JOHN']} here"
+    assert report.scrub("see P001.JOHN here") == f"see {report._names[2]['P001.JOHN']} here"
 
 
 def test_a_name_part_with_a_control_character_is_masked_as_shown(make_tree) -> None:

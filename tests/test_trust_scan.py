@@ -408,3 +408,68 @@ def test_no_dataset_gives_no_profile_hint(tmp_path) -> None:
     report = validate(root, "release", jobs=1)
     assert {f.check_id for f in report.active} >= {"structure.no_dataset"}
     assert report.hints == [] and "hint:" not in report.summary()
+
+
+# --------------------------------------------------------------------------- names, whole
+
+
+def _with_patient(root: Path, **values: str) -> Path:
+    case = _case(root)
+    for path in case.glob("*.dcm"):
+        ds = pydicom.dcmread(path)
+        for keyword, value in values.items():
+            setattr(ds, keyword, value)
+        ds.save_as(path)
+    return case
+
+
+@pytest.mark.parametrize("sep", [" ", "(", "=", "\x01", "'"])
+def test_a_name_holding_a_value_is_masked_whole_whatever_its_separators(make_tree, sep) -> None:
+    """``99C628 ASAD_1.dcm`` must not keep ``99C628`` once ``ASAD`` (Operators' Name) is masked."""
+    root = make_tree()
+    case = _with_patient(root, PatientID="QX99C628-QASAD", OperatorsName="QASAD")
+    first = sorted(case.glob("*.dcm"))[0]
+    first.rename(first.with_name(f"QX99C628{sep}QASAD_1.dcm"))
+    text = _whole(validate(root, "subset", jobs=1))
+    assert "deid.filename" in text
+    assert "QX99C628" not in text and "QASAD" not in text
+    assert "[redacted#" in text
+
+
+def test_values_inside_sequences_are_masked(make_tree) -> None:
+    from pydicom.dataset import Dataset
+    from pydicom.sequence import Sequence
+
+    root = make_tree()
+    path = _slice(root)
+    ds = pydicom.dcmread(path)
+    item = Dataset()
+    item.PatientID = "NESTEDQX77"
+    ds.OtherPatientIDsSequence = Sequence([item])
+    ds.save_as(path)
+    path.rename(path.with_name("NESTEDQX77_1.dcm"))
+    report = validate(root, "subset", jobs=1)
+    assert "NESTEDQX77" in identifying_values(report.scan, load_policy())
+    assert "NESTEDQX77" not in _whole(report)
+    assert "NESTEDQX77" not in report.scrub(f"{_case(root).name}/NESTEDQX77_1.dcm")
+
+
+def test_other_spellings_of_a_name_are_masked(make_tree) -> None:
+    """Decomposed (macOS), Latin-1 bytes, and a stray that spells itself in UTF-8."""
+    import unicodedata
+
+    root = make_tree()
+    case = _with_patient(root, PatientName="Ødegård^Sigrún")
+    (case.parent / unicodedata.normalize("NFD", "Ødegård.docx")).write_text("x")
+    os.close(
+        os.open(
+            os.path.join(os.fsencode(case.parent), "Sigrún-l1.docx".encode("latin-1")),
+            os.O_CREAT | os.O_WRONLY,
+        )
+    )
+    (case.parent / "Jürgenthal.docx").write_text("Patient: Jürgenthal\n", encoding="utf-8")
+    text = _whole(validate(root, "subset", jobs=1))
+    for spelling in ("Ødegård", "gård", "Sigr", "Jürgenthal", "J\\xfcrgenthal"):
+        assert spelling not in text
+        assert unicodedata.normalize("NFD", spelling) not in text
+    assert "\\xfan-l1" not in text
