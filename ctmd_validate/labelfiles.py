@@ -15,6 +15,7 @@ import math
 import os
 import stat
 import struct
+import warnings
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -120,7 +121,17 @@ def single_name(name: str) -> bool:
 
 
 def read_npy(path: Path) -> tuple[np.ndarray | None, str | None]:
-    """An ``.npy`` file's array, or ``None`` and why not. Never unpickles, never raises."""
+    """An ``.npy`` file's array, or ``None`` and why not. Never unpickles, never raises.
+
+    Never warns either: numpy parses the header with ``ast``, whose syntax warnings quote
+    the header's own text (found by fuzzing).
+    """
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return _read_npy(path)
+
+
+def _read_npy(path: Path) -> tuple[np.ndarray | None, str | None]:
     try:
         size = path.stat().st_size
         with path.open("rb") as fh:

@@ -289,3 +289,19 @@ def test_label_name_with_a_path_is_refused_even_past_the_schema(
     assert crashed(report) == []
     (f,) = [f for f in only(report, "labels.file.unreadable") if "../x.npy" in f.message]
     assert f.actual == NOT_A_NAME
+
+
+def test_read_npy_lets_no_syntax_warning_out(tmp_path) -> None:
+    """Found by a 10,000-example fuzz run: ``ast`` warned about ``\\}`` in a header."""
+    import warnings
+
+    from ctmd_validate.labelfiles import read_npy
+
+    header = b"{'descr': '<i4', 'fortran_order': False, 'shape': (1,), '\\}': 1, }"
+    header += b" " * (63 - len(header) % 64) + b"\n"
+    path = tmp_path / "x.npy"
+    path.write_bytes(b"\x93NUMPY\x01\x00" + len(header).to_bytes(2, "little") + header + b"\0" * 4)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        read_npy(path)
+    assert [str(w.message) for w in caught] == []
