@@ -577,12 +577,23 @@ def read_header(path: str) -> tuple[dict[str, Any], list[tuple[Any, ...]]]:
     return row, elements
 
 
+def _open_file(path: str) -> tuple[int, os.stat_result]:
+    """Open ``path`` for reading without following a link or blocking; its descriptor, stat.
+
+    O_NONBLOCK: a FIFO named like a slice must not block the scan forever.
+    """
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_NOFOLLOW", 0))
+    try:
+        return fd, os.fstat(fd)
+    except OSError:
+        os.close(fd)
+        raise
+
+
 def _read_into(
     path: str, row: dict[str, Any], elements: list[tuple[Any, ...]], top: dict[int, Any]
 ) -> None:
-    # O_NONBLOCK: a FIFO named like a slice must not block the scan forever.
-    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_NOFOLLOW", 0))
-    st = os.fstat(fd)
+    fd, st = _open_file(path)
     if not stat.S_ISREG(st.st_mode):
         os.close(fd)
         row["status"] = "unreadable"
@@ -623,16 +634,11 @@ MAX_PROBED = 1_000
 def _probe_name_tokens(real: str) -> str | None:
     """:func:`_name_tokens` of a file that is not otherwise read (a stray), or None."""
     try:
-        fd = os.open(real, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_NOFOLLOW", 0))
+        fd, st = _open_file(real)
     except OSError:
         return None
     with os.fdopen(fd, "rb") as fp:
-        try:
-            if not stat.S_ISREG(os.fstat(fd).st_mode):
-                return None
-        except OSError:
-            return None
-        return _name_tokens(fp, real)
+        return _name_tokens(fp, real) if stat.S_ISREG(st.st_mode) else None
 
 
 def _name_tokens(fp: BinaryIO, path: str) -> str | None:

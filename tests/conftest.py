@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import shutil
-from collections.abc import Callable, Iterable
+import struct
+import sys
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
 
-from ctmd_validate import Finding, Report, synth, validate
+from ctmd_validate import Finding, Report, load_profile, synth, validate
+from ctmd_validate.profiles import ManifestCase
 
 REPO = Path(__file__).resolve().parent.parent
 SAMPLE_ENV = "CTMD_SAMPLE_ROOT"
@@ -97,3 +102,90 @@ def snapshot(root: Path) -> dict[str, tuple[int, int]]:
             st = os.lstat(path)
             out[os.path.relpath(path, root)] = (st.st_mtime_ns, st.st_size)
     return out
+
+
+# --------------------------------------------------------------------------- shared test data
+
+#: The label files of a release, in the order the README lists them.
+LABEL_FILES = (
+    "Index.csv",
+    "Slice-level-labels.npy",
+    "Lobe-level-labels.npy",
+    "Slice-level-labels-updated-1.npy",
+    "Lobe-level-labels-updated-1.npy",
+)
+
+# The "mini" tree of the property and fuzz tests: the tiny tree's three cases with
+# 6 / 5 / 4 slices, validated with a ``subset`` profile whose manifest says so.
+SUBSET = load_profile("subset")
+TINY_CASES = {c.class_key: c for c in synth.select_cases(SUBSET, "tiny")}
+MINI_SLICES = {"covid": 6, "cap": 5, "normal": 4}
+MINI = dataclasses.replace(
+    SUBSET,
+    manifest={
+        **SUBSET.manifest,
+        **{c.case_id: ManifestCase(c.case_id, k, MINI_SLICES[k]) for k, c in TINY_CASES.items()},
+    },
+)
+CLASS_DIR = {"covid": "COVID-19 subjects", "cap": "CAP subjects", "normal": "Normal subjects"}
+CASE_REL = {k: f"{CLASS_DIR[k]}/{c.case_id}" for k, c in TINY_CASES.items()}
+
+
+def npy_header(version: tuple[int, int], text: str) -> bytes:
+    """A .npy header holding ``text``, padded the way numpy pads it (no data after it)."""
+    raw = text.encode("utf-8" if version == (3, 0) else "latin-1")
+    prefix = 10 if version[0] < 2 else 12
+    raw += b" " * (63 - (prefix + len(raw)) % 64) + b"\n"
+    size = struct.pack("<H" if version[0] < 2 else "<I", len(raw))
+    return b"\x93NUMPY" + bytes(version) + size + raw
+
+
+# --------------------------------------------------------------------------- what is touched
+
+_EVENTS: list[tuple[str, str]] = []
+_RECORDING: list[bool] = []
+
+
+def _note(event: str, path: object) -> None:
+    if isinstance(path, bytes):
+        path = os.fsdecode(path)
+    if isinstance(path, str | os.PathLike):
+        _EVENTS.append((event, os.path.abspath(os.fspath(path))))
+
+
+def _audit(event: str, args: tuple) -> None:
+    if _RECORDING and event in {"open", "os.scandir", "os.listdir"} and args:
+        _note(event, args[0])
+
+
+sys.addaudithook(_audit)  # hooks cannot be removed: it records only inside ``recorded``
+
+
+def _watched(name: str, real: Callable[..., os.stat_result]) -> Callable[..., os.stat_result]:
+    """``os.stat``/``os.lstat`` that records its path (stat raises no audit event)."""
+
+    def wrapper(path: object, *args: object, **kwargs: object) -> os.stat_result:
+        if _RECORDING and not isinstance(path, int):
+            _note(name, path)
+        return real(path, *args, **kwargs)
+
+    return wrapper
+
+
+@contextmanager
+def recorded(monkeypatch: pytest.MonkeyPatch | None = None) -> Iterator[list[tuple[str, str]]]:
+    """Every file opened and folder listed in this process meanwhile: ``(event, path)``.
+
+    With ``monkeypatch``, every path given to ``os.stat``/``os.lstat`` too.
+    """
+    if monkeypatch is not None:
+        monkeypatch.setattr(os, "stat", _watched("os.stat", os.stat))
+        monkeypatch.setattr(os, "lstat", _watched("os.lstat", os.lstat))
+    _EVENTS.clear()
+    _RECORDING.append(True)
+    try:
+        yield _EVENTS
+    finally:
+        _RECORDING.clear()
+        if monkeypatch is not None:
+            monkeypatch.undo()

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 import ctmd_validate.checks  # noqa: F401  (registers every check id)
-from conftest import snapshot
+from conftest import LABEL_FILES, snapshot
 from ctmd_validate import cli
 from ctmd_validate.registry import REGISTRY
 from ctmd_validate.report import validate_report
@@ -347,15 +347,6 @@ def test_console_script_exit_codes(make_tree, tmp_path):
 
 
 # --------------------------------------------------------------------------- labels
-
-
-LABEL_FILES = (
-    "Index.csv",
-    "Slice-level-labels.npy",
-    "Lobe-level-labels.npy",
-    "Slice-level-labels-updated-1.npy",
-    "Lobe-level-labels-updated-1.npy",
-)
 
 
 def test_labels_option_reads_label_files_from_another_folder(make_tree, tmp_path, capsys):

@@ -54,9 +54,10 @@ from pydicom.uid import (
 )
 
 import ctmd_validate.checks  # noqa: F401  (registers every check)
-from ctmd_validate import Report, load_profile, synth, validate
+from conftest import CASE_REL, MINI, npy_header
+from conftest import LABEL_FILES as ALL_LABEL_FILES
+from ctmd_validate import Report, synth, validate
 from ctmd_validate.labelfiles import read_npy
-from ctmd_validate.profiles import ManifestCase
 from ctmd_validate.scan import read_header
 
 pytestmark = [pytest.mark.fuzz, pytest.mark.filterwarnings("ignore::UserWarning:pydicom")]
@@ -86,24 +87,7 @@ FUZZ = settings(
 
 # --------------------------------------------------------------------------- the mini tree
 
-SUBSET = load_profile("subset")
-_TINY = {c.class_key: c for c in synth.select_cases(SUBSET, "tiny")}
-MINI_SLICES = {"covid": 6, "cap": 5, "normal": 4}
-MINI = dataclasses.replace(
-    SUBSET,
-    manifest={
-        **SUBSET.manifest,
-        **{c.case_id: ManifestCase(c.case_id, k, MINI_SLICES[k]) for k, c in _TINY.items()},
-    },
-)
-CLASS_DIR = {"covid": "COVID-19 subjects", "cap": "CAP subjects", "normal": "Normal subjects"}
-CASE_REL = {k: f"{CLASS_DIR[k]}/{c.case_id}" for k, c in _TINY.items()}
-LABEL_FILES = (
-    "Slice-level-labels.npy",
-    "Lobe-level-labels.npy",
-    "Slice-level-labels-updated-1.npy",
-    "Lobe-level-labels-updated-1.npy",
-)
+LABEL_FILES = ALL_LABEL_FILES[1:]  # the four arrays
 # Slices of the mini tree replaced by a copy holding planted identifying values (one
 # transfer syntax each): the only carriers of those values.
 PLANTED_SLOTS = (
@@ -742,15 +726,6 @@ _SHAPE_TEXTS = st.one_of(
 )
 
 
-def _npy_header(version: tuple[int, int], text: str) -> bytes:
-    """A .npy header holding ``text``, padded the way numpy pads it (for explicit examples)."""
-    raw = text.encode("utf-8" if version == (3, 0) else "latin-1")
-    prefix = 10 if version[0] < 2 else 12
-    raw += b" " * (63 - (prefix + len(raw)) % 64) + b"\n"
-    size = struct.pack("<H" if version[0] < 2 else "<I", len(raw))
-    return b"\x93NUMPY" + bytes(version) + size + raw
-
-
 @st.composite
 def _handmade_npy(draw: st.DrawFn) -> bytes:
     """A .npy file with a hand-written header: any version, dictionary, padding, data."""
@@ -881,13 +856,13 @@ def _render_npy(desc: tuple, originals: dict[str, np.ndarray], name: str, marker
 # A descr that is an empty or one-element tuple: numpy's descr_to_dtype indexes descr[0] /
 # descr[1] -> IndexError (format 1.0 through numpy's reader, 3.0 through _read_header_3_0).
 @example(
-    content=("bytes", _npy_header((1, 0), "{'descr': (), 'fortran_order': False, 'shape': (), }")),
+    content=("bytes", npy_header((1, 0), "{'descr': (), 'fortran_order': False, 'shape': (), }")),
     name=LABEL_FILES[0],
 )
 @example(
     content=(
         "bytes",
-        _npy_header((3, 0), "{'descr': ('<i4',), 'fortran_order': False, 'shape': ()}"),
+        npy_header((3, 0), "{'descr': ('<i4',), 'fortran_order': False, 'shape': ()}"),
     ),
     name=LABEL_FILES[0],
 )

@@ -10,7 +10,6 @@ slices never change the stack's nominal spacing.
 
 from __future__ import annotations
 
-import dataclasses
 import fnmatch
 import os
 import shutil
@@ -22,26 +21,13 @@ from hypothesis import HealthCheck, assume, example, given, settings
 from hypothesis import strategies as st
 
 import ctmd_validate.checks  # noqa: F401  (registers every check)
-from conftest import finding_key
-from ctmd_validate import Report, Severity, load_profile, synth, validate
+from conftest import CASE_REL, CLASS_DIR, MINI, MINI_SLICES, TINY_CASES, finding_key
+from ctmd_validate import Report, Severity, synth, validate
 from ctmd_validate.paths import display
-from ctmd_validate.profiles import ManifestCase
 from ctmd_validate.report import validate_report
 
-SUBSET = load_profile("subset")
-_TINY = {c.class_key: c for c in synth.select_cases(SUBSET, "tiny")}
-MINI_SLICES = {"covid": 6, "cap": 5, "normal": 4}
-MINI = dataclasses.replace(
-    SUBSET,
-    manifest={
-        **SUBSET.manifest,
-        **{c.case_id: ManifestCase(c.case_id, k, MINI_SLICES[k]) for k, c in _TINY.items()},
-    },
-)
 KEYS = ("covid", "cap", "normal")
-CLASS_DIR = {"covid": "COVID-19 subjects", "cap": "CAP subjects", "normal": "Normal subjects"}
-CASE_ID = {k: c.case_id for k, c in _TINY.items()}
-CASE_REL = {k: f"{CLASS_DIR[k]}/{CASE_ID[k]}" for k in KEYS}
+CASE_ID = {k: c.case_id for k, c in TINY_CASES.items()}
 
 # pydicom warns about the garbage it is fed; the properties are about what the scan makes of it
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning:pydicom")
@@ -130,7 +116,7 @@ def _removals(draw: st.DrawFn) -> dict[str, list[int]]:
     keys = draw(st.lists(st.sampled_from(KEYS), min_size=1, max_size=3, unique=True))
     out: dict[str, list[int]] = {}
     for key in keys:
-        n = _TINY[key].n_slices
+        n = TINY_CASES[key].n_slices
         out[key] = draw(
             st.lists(st.integers(1, n), min_size=1, max_size=6, unique=True).map(sorted)
         )
@@ -194,8 +180,8 @@ def test_removed_slices_are_counted_per_case(tiny, removals: dict[str, list[int]
         (
             CASE_ID[key],
             CASE_REL[key],
-            _TINY[key].n_slices,
-            _TINY[key].n_slices - len(numbers),
+            TINY_CASES[key].n_slices,
+            TINY_CASES[key].n_slices - len(numbers),
         )
         for key, numbers in removals.items()
     )
@@ -207,7 +193,7 @@ def test_removed_slices_are_counted_per_case(tiny, removals: dict[str, list[int]
     # Numbers (IM0001 is number 1) skip exactly the interior ones.
     gaps, holes, interior_total = [], [], 0
     for key, numbers in removals.items():
-        kept = sorted(set(range(1, _TINY[key].n_slices + 1)) - set(numbers))
+        kept = sorted(set(range(1, TINY_CASES[key].n_slices + 1)) - set(numbers))
         interior = sorted(i for i in numbers if kept[0] < i < kept[-1])
         interior_total += len(interior)
         if interior:

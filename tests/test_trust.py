@@ -20,15 +20,13 @@ import struct
 import subprocess
 import sys
 import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import pydicom
 import pytest
 
 import ctmd_validate.checks  # noqa: F401  (registers every check id)
-from conftest import snapshot
+from conftest import recorded, snapshot
 from ctmd_validate import Severity, cli, validate
 from ctmd_validate.labelfiles import read_npy
 from ctmd_validate.paths import sanitize_message
@@ -153,33 +151,6 @@ def test_release_profile_on_a_subset_suggests_subset(clean_tiny: Path) -> None:
 
 
 # --------------------------------------------------------------------------- links
-
-
-_EVENTS: list[tuple[str, str]] = []
-_RECORDING: list[bool] = []
-
-
-def _audit(event: str, args: tuple) -> None:
-    if _RECORDING and event in {"open", "os.scandir", "os.listdir"} and args:
-        path = args[0]
-        if isinstance(path, bytes):
-            path = os.fsdecode(path)
-        if isinstance(path, str | os.PathLike):
-            _EVENTS.append((event, os.path.abspath(os.fspath(path))))
-
-
-sys.addaudithook(_audit)
-
-
-@contextmanager
-def recorded() -> Iterator[list[tuple[str, str]]]:
-    """Every file opened and folder listed in this process meanwhile."""
-    _EVENTS.clear()
-    _RECORDING.append(True)
-    try:
-        yield _EVENTS
-    finally:
-        _RECORDING.clear()
 
 
 @pytest.fixture

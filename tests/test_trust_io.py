@@ -31,20 +31,12 @@ import pytest
 from pydicom.dataset import Dataset
 from pydicom.multival import MultiValue
 
-from conftest import sample_root_path
+from conftest import LABEL_FILES, sample_root_path
 from ctmd_validate import synth
 
 EXIT_OK, EXIT_FINDINGS, EXIT_CANNOT_RUN = 0, 1, 2
 PYTEST_FAILED, PYTEST_USAGE = 1, 4
 TIMEOUT = 300
-
-LABEL_FILES = (
-    "Index.csv",
-    "Slice-level-labels.npy",
-    "Lobe-level-labels.npy",
-    "Slice-level-labels-updated-1.npy",
-    "Lobe-level-labels-updated-1.npy",
-)
 
 
 # --------------------------------------------------------------------------- processes

@@ -9,16 +9,14 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import struct
-import sys
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 import ctmd_validate.checks  # noqa: F401  (registers every check id)
+from conftest import npy_header, recorded
 from ctmd_validate import labelfiles, load_profile, validate
 from ctmd_validate.cli import main
 from ctmd_validate.labelfiles import NOT_A_NAME, load_labels, read_npy, single_name
@@ -26,15 +24,6 @@ from ctmd_validate.report import Report
 
 RELATIVE = "labels.index.relative_path"
 CASE = "P017"  # the tiny tree's COVID-19 case
-
-
-def _npy(version: tuple[int, int], text: str) -> bytes:
-    """A .npy file whose header dictionary is ``text`` (padded as numpy pads it), no data."""
-    raw = text.encode("utf-8" if version == (3, 0) else "latin-1")
-    prefix = 10 if version[0] < 2 else 12
-    raw += b" " * (63 - (prefix + len(raw)) % 64) + b"\n"
-    size = struct.pack("<H" if version[0] < 2 else "<I", len(raw))
-    return b"\x93NUMPY" + bytes(version) + size + raw
 
 
 def crashed(report: Report) -> list[str]:
@@ -46,49 +35,6 @@ def only(report: Report, check_id: str) -> list:
 
 
 # --------------------------------------------------------------------------- who touched what
-
-_EVENTS: list[tuple[str, str]] = []
-_RECORDING: list[bool] = []
-
-
-def _audit(event: str, args: tuple) -> None:
-    if _RECORDING and event in {"open", "os.scandir", "os.listdir"} and args:
-        _note(event, args[0])
-
-
-def _note(event: str, path: object) -> None:
-    if isinstance(path, bytes):
-        path = os.fsdecode(path)
-    if isinstance(path, str | os.PathLike):
-        _EVENTS.append((event, os.path.abspath(os.fspath(path))))
-
-
-sys.addaudithook(_audit)
-
-
-def _watched(name: str, real: Callable[..., os.stat_result]) -> Callable[..., os.stat_result]:
-    """``os.stat``/``os.lstat`` that records its path (stat raises no audit event)."""
-
-    def wrapper(path: object, *args: object, **kwargs: object) -> os.stat_result:
-        if _RECORDING and not isinstance(path, int):
-            _note(name, path)
-        return real(path, *args, **kwargs)
-
-    return wrapper
-
-
-@contextmanager
-def recorded(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[tuple[str, str]]]:
-    """Every file opened, folder listed and path stat'ed in this process meanwhile."""
-    monkeypatch.setattr(os, "stat", _watched("os.stat", os.stat))
-    monkeypatch.setattr(os, "lstat", _watched("os.lstat", os.lstat))
-    _EVENTS.clear()
-    _RECORDING.append(True)
-    try:
-        yield _EVENTS
-    finally:
-        _RECORDING.clear()
-        monkeypatch.undo()
 
 
 def under(events: list[tuple[str, str]], place: Path) -> list[tuple[str, str]]:
@@ -104,8 +50,8 @@ DAMAGED_NPY = {
     "v3-cut-length": b"\x93NUMPY\x03\x00\x10\x00",
     "v3-cut-header": b"\x93NUMPY\x03\x00\x40\x00\x00\x00{'descr'",
     # a descr tuple numpy indexes past its end: IndexError
-    "v1-empty-descr": _npy((1, 0), "{'descr': (), 'fortran_order': False, 'shape': (), }"),
-    "v3-one-element-descr": _npy(
+    "v1-empty-descr": npy_header((1, 0), "{'descr': (), 'fortran_order': False, 'shape': (), }"),
+    "v3-one-element-descr": npy_header(
         (3, 0), "{'descr': ('<i4',), 'fortran_order': False, 'shape': ()}"
     ),
     # an unclosed "{": numpy retries through tokenize, which raises tokenize.TokenError
@@ -294,8 +240,6 @@ def test_label_name_with_a_path_is_refused_even_past_the_schema(
 def test_read_npy_lets_no_syntax_warning_out(tmp_path) -> None:
     """Found by a 10,000-example fuzz run: ``ast`` warned about ``\\}`` in a header."""
     import warnings
-
-    from ctmd_validate.labelfiles import read_npy
 
     header = b"{'descr': '<i4', 'fortran_order': False, 'shape': (1,), '\\}': 1, }"
     header += b" " * (63 - len(header) % 64) + b"\n"

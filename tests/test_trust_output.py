@@ -27,7 +27,7 @@ from pathlib import Path
 import pytest
 
 import ctmd_validate.checks  # noqa: F401  (registers every check id)
-from conftest import snapshot
+from conftest import LABEL_FILES, snapshot
 from ctmd_validate import cli, validate
 from ctmd_validate.paths import Confined, contains, display, printable, sanitize_message
 from ctmd_validate.report import Report, validate_report, write_atomic
@@ -35,13 +35,6 @@ from ctmd_validate.report import Report, validate_report, write_atomic
 EXIT_OK, EXIT_FINDINGS, EXIT_CANNOT_RUN = 0, 1, 2
 PYTEST_USAGE = 4
 TIMEOUT = 300
-LABEL_FILES = (
-    "Index.csv",
-    "Slice-level-labels.npy",
-    "Lobe-level-labels.npy",
-    "Slice-level-labels-updated-1.npy",
-    "Lobe-level-labels-updated-1.npy",
-)
 PLUGIN = ("-p", "ctmd_validate.pytest_plugin")
 
 

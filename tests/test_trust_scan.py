@@ -12,7 +12,6 @@ import importlib
 import os
 import shutil
 import struct
-import sys
 import warnings
 from pathlib import Path
 
@@ -20,6 +19,7 @@ import pydicom
 import pytest
 
 import ctmd_validate.checks  # noqa: F401  (registers every check id)
+from conftest import recorded
 from ctmd_validate import Report, validate
 from ctmd_validate.checks.conformance import describe_uid
 from ctmd_validate.identifying import identifying_values
@@ -281,19 +281,6 @@ def test_library_warnings_raised_by_checks_are_sanitised(clean_tiny, monkeypatch
 
 # --------------------------------------------------------------------------- stray folders
 
-_RECORD: list[bool] = []
-_OPENED: list[str] = []
-
-
-def _audit(event: str, args: tuple) -> None:
-    if _RECORD and event in {"open", "os.scandir", "os.listdir"} and args:
-        path = args[0]
-        if isinstance(path, str | bytes | os.PathLike):
-            _OPENED.append(os.path.abspath(os.fsdecode(path)))
-
-
-sys.addaudithook(_audit)  # hooks cannot be removed: it records only inside a test
-
 
 def test_links_in_a_stray_folder_are_reported_not_followed(make_tree, tmp_path) -> None:
     root = make_tree()
@@ -307,13 +294,9 @@ def test_links_in_a_stray_folder_are_reported_not_followed(make_tree, tmp_path) 
     os.symlink(outside / "deep", stray / "to-dir")
     os.symlink(outside / "y.txt", stray / "sub" / "to-file")
     os.symlink("..", stray / "sub" / "up")  # a loop
-    _OPENED.clear()
-    _RECORD.append(True)
-    try:
+    with recorded() as events:
         report = validate(root, "subset", jobs=1)
-    finally:
-        _RECORD.clear()
-    opened = list(_OPENED)
+    opened = [path for _event, path in events]
     entries = report.scan.entries.set_index("path")
     assert entries.loc["extras", "reason"] == "unexpected folder (1 files inside)"
     assert entries.loc["extras/to-dir", "role"] == "symlink_outside"
