@@ -6,9 +6,11 @@ Exit codes: 0 no error findings, 1 error findings, 2 the tool could not run.
 from __future__ import annotations
 
 import argparse
+import difflib
 import os
 import sys
 import tempfile
+import textwrap
 import traceback
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager, suppress
@@ -18,10 +20,11 @@ from typing import TextIO
 
 from . import __version__
 from .catalogue import catalogue_markdown, update_block
-from .engine import validate
+from .engine import MODES, validate
 from .errors import CtmdError
 from .paths import display, printable, sanitize_message
 from .profiles import load_profile
+from .registry import REGISTRY, check_ids
 from .report import Report, check_report_target
 from .scan import ProgressFn
 from .synth import DEFECTS, LAYOUTS, SCALES, write_dataset
@@ -141,6 +144,7 @@ _PATH_OPTIONS = {
     "config": "--config",
     "policy": "--policy",
     "labels": "--labels",
+    "baseline": "--baseline",
 }
 
 
@@ -163,10 +167,13 @@ def _run_check(args: argparse.Namespace) -> int:
             policy=args.policy,
             show_values=args.show_values,
             labels_dir=args.labels,
+            baseline=args.baseline,
+            mode=args.mode,
         )
     where = _write_report(report, args.report, args.labels)
     if args.report != "-":
-        out(report.summary())
+        per_group = None if args.max_lines == 0 else args.max_lines
+        out(report.summary(per_group=per_group, errors_only=args.errors_only, by_case=args.by_case))
         if where:
             out(f"report: {where}")
     return report.exit_code
@@ -206,6 +213,28 @@ def _run_demo(args: argparse.Namespace) -> int:
     return report.exit_code
 
 
+def _run_explain(args: argparse.Namespace) -> int:
+    from . import checks  # noqa: F401  (registers the checks)
+
+    ids = check_ids([args.id])
+    if not ids:
+        close = difflib.get_close_matches(args.id, sorted(REGISTRY), n=3)
+        hint = f" (did you mean {', '.join(close)}?)" if close else ""
+        raise CtmdError(f"no check id matches {printable(args.id)!r}{hint}")
+    for i, check_id in enumerate(ids):
+        spec = REGISTRY[check_id]
+        if i:
+            out("")
+        out(f"{check_id}  ({spec.severity.value}, per {spec.scope})")
+        for line in textwrap.wrap(spec.why, 88):
+            out(f"  {line}")
+        if spec.fix:
+            out("")
+            for j, line in enumerate(textwrap.wrap(spec.fix, 88)):
+                out(f"  {'Fix: ' if j == 0 else '     '}{line}")
+    return EXIT_OK
+
+
 def _run_catalogue(args: argparse.Namespace) -> int:
     if args.update is None:
         out(catalogue_markdown().rstrip("\n"))
@@ -214,6 +243,16 @@ def _run_catalogue(args: argparse.Namespace) -> int:
     path.write_text(update_block(path.read_text(encoding="utf-8")), encoding="utf-8")
     out(f"updated the check catalogue in {path}")
     return EXIT_OK
+
+
+def _non_negative(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError("must be 0 or more")
+    return value
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -251,8 +290,38 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="show identifying values in findings (never shown otherwise)",
     )
+    p.add_argument(
+        "--baseline",
+        metavar="REPORT",
+        help="a report of the release (or of your first run): findings already in it are "
+        "'known', listed and not counted, so only new problems fail",
+    )
+    p.add_argument(
+        "--mode",
+        choices=sorted(MODES),
+        default="full",
+        help="full: every check (default); integrity: is my copy complete and intact "
+        "(fixity, tree, counts, unreadable files, pixels)",
+    )
+    p.add_argument(
+        "--errors-only", action="store_true", help="list only error findings on the console"
+    )
+    p.add_argument(
+        "--max-lines",
+        type=_non_negative,
+        default=3,
+        metavar="N",
+        help="findings shown per check on the console (default 3; 0: all)",
+    )
+    p.add_argument(
+        "--by-case", action="store_true", help="add a per-case table of findings to the summary"
+    )
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_run_check)
+
+    p = sub.add_parser("explain", help="what a check means and how to fix what it finds")
+    p.add_argument("id", help="a check id or an fnmatch pattern (labels.index.*)")
+    p.set_defaults(func=_run_explain)
 
     p = sub.add_parser("synth", help="write a synthetic COVID-CT-MD tree")
     p.add_argument("out", help="output folder (absent or empty)")

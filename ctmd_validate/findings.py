@@ -47,6 +47,8 @@ class Finding:
     actual: Any = None
     files: tuple[str, ...] = ()
     waived: str | None = None
+    #: already present in the baseline the user judged the copy against (listed, not counted)
+    known: bool = False
 
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)
@@ -57,7 +59,14 @@ class Finding:
             data.pop("files")
         if self.waived is None:
             data.pop("waived")
+        if not self.known:
+            data.pop("known")
         return data
+
+    @property
+    def counted(self) -> bool:
+        """Counts towards the verdict: neither waived nor known from a baseline."""
+        return self.waived is None and not self.known
 
 
 @dataclass
@@ -71,8 +80,8 @@ class CheckResult:
 
     @property
     def active(self) -> list[Finding]:
-        """Findings that were not waived."""
-        return [f for f in self.findings if f.waived is None]
+        """Findings that count: not waived, not known from a baseline."""
+        return [f for f in self.findings if f.counted]
 
     @property
     def status(self) -> CheckStatus:

@@ -251,6 +251,7 @@ def version_totals(scan: ScanResult) -> dict[str, dict[str, Any]]:
             lobes = labels.array(version.name, "lobe")
             entry["infected_slices"] = None if slices is None else int(np.count_nonzero(slices))
             entry["positive_lobe_cells"] = None if lobes is None else int(np.count_nonzero(lobes))
+            entry["positive_cells_by_lobe"] = _by_lobe(lobes, scan.profile.labels.lobes)
             entry["published_infected_slices"] = published.get(version.name)
             entry["reproduces_published"] = (
                 None
@@ -261,6 +262,24 @@ def version_totals(scan: ScanResult) -> dict[str, dict[str, Any]]:
         return out
 
     return _cached(scan, "version_totals", make)  # type: ignore[no-any-return]
+
+
+def _by_lobe(lobes: np.ndarray | None, names: tuple[str, ...]) -> dict[str, int] | None:
+    """Positive cells per lobe (the infection-per-lobe figure), when the lobe axis fits."""
+    if lobes is None or lobes.ndim != 3 or lobes.shape[2] != len(names):
+        return None
+    counts = np.count_nonzero(lobes, axis=(0, 1))
+    return {name: int(n) for name, n in zip(names, counts, strict=True)}
+
+
+def _age_bins(ages: tuple[int, ...]) -> dict[str, int]:
+    """Ages per decade (``"30-39"``), an aggregate for the per-class age plot."""
+    bins: Counter[int] = Counter(min(age // 10, 9) for age in ages)
+    return {
+        (f"{d * 10}-{d * 10 + 9}" if d < 9 else "90+"): bins[d]
+        for d in range(10)
+        if bins[d] or (ages and min(bins) <= d <= max(bins))
+    }
 
 
 def non_infected(scan: ScanResult) -> dict[str, Any]:
@@ -486,6 +505,7 @@ def stats_json(scan: ScanResult) -> dict[str, Any]:
             "ages_in_years": len(d.ages),
             "age_mean": _round(d.age_mean),
             "age_sd": _round(d.age_sd),
+            "age_bins": _age_bins(d.ages),
             "published": None
             if pub is None
             else {

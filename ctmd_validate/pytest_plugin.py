@@ -257,7 +257,9 @@ class CheckItem(pytest.Item):
         if isinstance(excinfo.value, CheckFailed):
             n = len(excinfo.value.findings)
             head = f"{self.spec.id}: {n} error finding(s) — {self.spec.title}"
-            lines = (self._report.scrub(f"  {_line(f)}") for f in excinfo.value.findings)
+            lines = [self._report.scrub(f"  {_line(f)}") for f in excinfo.value.findings]
+            if self.spec.fix:
+                lines.append(f"Fix: {self.spec.fix}")
             return "\n".join([head, *lines])
         return str(super().repr_failure(excinfo))
 

@@ -7,6 +7,7 @@ another check's id, and an unregistered id is a programming error.
 
 from __future__ import annotations
 
+import fnmatch
 import inspect
 import traceback
 import warnings
@@ -20,7 +21,7 @@ from .policy import Policy, load_policy
 from .profiles import Profile
 from .scan import ScanResult, captured
 
-__all__ = ["REGISTRY", "CheckContext", "CheckSpec", "Sink", "check", "run_checks"]
+__all__ = ["REGISTRY", "CheckContext", "CheckSpec", "Sink", "check", "check_ids", "run_checks"]
 
 Scope = Literal["dataset", "case"]
 
@@ -99,6 +100,17 @@ class CheckSpec:
     def title(self) -> str:
         return self.doc.split("\n", 1)[0].strip()
 
+    @property
+    def why(self) -> str:
+        """What the check means and why it exists: the docstring before its "Fix:"."""
+        return " ".join(self.doc.split("Fix:", 1)[0].split())
+
+    @property
+    def fix(self) -> str:
+        """What a user should do when the check fires: the docstring's "Fix:" text."""
+        parts = self.doc.split("Fix:", 1)
+        return " ".join(parts[1].split()) if len(parts) == 2 else ""
+
 
 REGISTRY: dict[str, CheckSpec] = {}
 
@@ -111,12 +123,20 @@ def check(
     def register(func: CheckFn) -> CheckFn:
         if check_id in REGISTRY:
             raise ValueError(f"check id registered twice: {check_id}")
-        if not (func.__doc__ or "").strip():
-            raise ValueError(f"check {check_id} needs a docstring: why it exists, how to fix")
+        if "Fix:" not in (func.__doc__ or ""):
+            raise ValueError(f"check {check_id} needs a docstring: why it exists, then 'Fix:'")
         REGISTRY[check_id] = CheckSpec(check_id, severity, scope, func)
         return func
 
     return register
+
+
+def check_ids(patterns: Iterable[str]) -> list[str]:
+    """Registered ids matching any of the fnmatch ``patterns``, sorted."""
+    from . import checks  # noqa: F401  (registers the checks)
+
+    pats = list(patterns)
+    return [i for i in sorted(REGISTRY) if any(fnmatch.fnmatchcase(i, p) for p in pats)]
 
 
 def run_checks(ctx: CheckContext, only: Iterable[str] | None = None) -> list[CheckResult]:

@@ -37,7 +37,7 @@ __all__ = [
     "write_atomic",
 ]
 
-REPORT_VERSION = "1.3"
+REPORT_VERSION = "1.4"
 REDACTED = "[redacted]"
 # Characters that end a masked token: path separators, white space, quotes, brackets.
 _BOUNDARY = frozenset(" \t\r\n/\\'\"`,;:()[]{}<>|=")
@@ -146,6 +146,15 @@ def check_report_target(
     return Path(real)
 
 
+def _number(value: Any) -> float | None:
+    """A finite float rounded for display, else None."""
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return None
+    return round(number, 3) if number == number and abs(number) != float("inf") else None
+
+
 def _umask() -> int:
     """The process umask, read without changing it where the system allows."""
     try:
@@ -212,6 +221,10 @@ class Report:
     policy: Policy | None = None
     #: identifying values found in the data; every rendering masks them
     redact: frozenset[str] = frozenset()
+    #: the report this run was judged against (``--baseline``), as shown
+    baseline: str | None = None
+    #: which checks ran: ``full`` or ``integrity``
+    mode: str = "full"
 
     @cached_property
     def _mask(self) -> re.Pattern[str] | None:
@@ -338,7 +351,54 @@ class Report:
 
     @property
     def active(self) -> list[Finding]:
-        return [f for f in self.findings if f.waived is None]
+        """Findings that count: not waived, not known from the baseline."""
+        return [f for f in self.findings if f.counted]
+
+    @property
+    def known(self) -> list[Finding]:
+        """Findings already in the baseline (listed, not counted)."""
+        return [f for f in self.findings if f.known and f.waived is None]
+
+    def cases_json(self) -> list[dict[str, Any]]:
+        """One line per case: its class, files, geometry at a glance and finding counts."""
+        counts: dict[str, dict[str, int]] = defaultdict(lambda: dict.fromkeys(Severity, 0))
+        for f in self.active:
+            if f.case is not None:
+                counts[f.case][f.severity] += 1
+        files = self.scan.readable
+        groups = dict(tuple(files.groupby("case_key"))) if len(files) else {}
+        out = []
+        for row in self.scan.cases.itertuples():
+            group = groups.get(row.case_key)
+            geometry: dict[str, Any] = {}
+            if group is not None:
+                z = group["ipp_2"].dropna()
+                for name, column in (
+                    ("rows", "rows"),
+                    ("columns", "columns"),
+                    ("slice_thickness", "slice_thickness"),
+                    ("pixel_spacing", "pixel_spacing_0"),
+                ):
+                    values = group[column].dropna()
+                    geometry[name] = _number(values.median()) if len(values) else None
+                geometry["z_extent"] = _number(z.max() - z.min()) if len(z) else None
+            n = counts.get(row.case_id, {})
+            out.append(
+                {
+                    "case": row.case_id,
+                    "class": self.scan.profile.classes[row.class_key].label
+                    if row.class_key in self.scan.profile.classes
+                    else row.class_key,
+                    "path": row.case_key,
+                    "files": int(row.n_files),
+                    "readable": int(row.n_readable),
+                    "geometry": geometry,
+                    "error": n.get(Severity.ERROR, 0),
+                    "warning": n.get(Severity.WARNING, 0),
+                    "info": n.get(Severity.INFO, 0),
+                }
+            )
+        return out
 
     def count(self, severity: Severity) -> int:
         return sum(1 for f in self.active if f.severity is severity)
@@ -380,12 +440,15 @@ class Report:
                 "standard_edition": self.policy.standard_edition,
             },
             "redacted": bool(self.redact),
+            "mode": self.mode,
+            "baseline": self.baseline,
             "valid": self.valid,
             "summary": {
                 "error": self.count(Severity.ERROR),
                 "warning": self.count(Severity.WARNING),
                 "info": self.count(Severity.INFO),
                 "waived": sum(1 for f in self.findings if f.waived is not None),
+                "known": len(self.known),
                 "cases": len(self.scan.cases),
                 "files": len(self.scan.files),
                 "checks": {
@@ -399,18 +462,23 @@ class Report:
             "stats": stats_json(self.scan),
             "inferred": inferred_json(self.scan),
             "checks": [self._check_json(r) for r in self.results],
+            "cases": self.cases_json(),
             "findings": [f.to_json() for f in self.findings],
         }
         return self.scrub(data)
 
     @staticmethod
     def _check_json(result: CheckResult) -> dict[str, Any]:
+        spec = REGISTRY[result.check_id]
         out: dict[str, Any] = {
             "id": result.check_id,
             "status": result.status.value,
-            "severity": REGISTRY[result.check_id].severity.value,
+            "severity": spec.severity.value,
             "examined": result.examined,
             "findings": len(result.active),
+            "known": sum(1 for f in result.findings if f.known and f.waived is None),
+            "title": spec.title,
+            "fix": spec.fix,
         }
         if result.crashed:
             out["crashed"] = result.crashed
@@ -432,6 +500,22 @@ class Report:
         path = check_report_target(target, self.scan.root, labels_dir)
         write_atomic(path, self.dumps())
         return path
+
+    def _case_lines(self, errors_only: bool) -> list[str]:
+        """The per-case table of the summary: cases with findings, worst first."""
+        rows = [
+            c
+            for c in self.cases_json()
+            if c["error"] or (not errors_only and (c["warning"] or c["info"]))
+        ]
+        rows.sort(key=lambda c: (-c["error"], -c["warning"], -c["info"], c["case"]))
+        lines = ["", f"cases with findings: {len(rows)} of {len(self.scan.cases)}"]
+        for c in rows:
+            lines.append(
+                f"  {c['case']:<12} {c['class']:<10} {c['files']:>4} files  "
+                f"{c['error']} errors, {c['warning']} warnings, {c['info']} info"
+            )
+        return lines
 
     def _label_lines(self) -> list[str]:
         """Two lines on the labels: their slice order and each version's infected total."""
@@ -456,33 +540,56 @@ class Report:
             totals.append(text)
         return [head, "infected slices: " + ", ".join(totals)]
 
-    def summary(self, *, per_group: int = 3) -> str:
-        """A short human summary: counts, then findings grouped by check id."""
+    def summary(
+        self, *, per_group: int | None = 3, errors_only: bool = False, by_case: bool = False
+    ) -> str:
+        """A short human summary: counts, then findings grouped by check id.
+
+        ``per_group``: findings shown per check (None: all); ``errors_only``: list only
+        error findings (the counts stay whole); ``by_case``: a line per case with findings.
+        """
         n_err, n_warn, n_info = (self.count(s) for s in Severity)
-        waived = len(self.findings) - len(self.active)
+        waived = sum(1 for f in self.findings if f.waived is not None)
+        known = len(self.known)
         lines = [
             f"ctmd-validate {__version__} · profile '{self.scan.profile.name}' · "
             f"{display(str(self.scan.root))}",
             f"{len(self.scan.cases)} cases, {len(self.scan.files)} image files scanned in "
-            f"{self.scan.seconds:.1f} s ({self.scan.jobs} jobs)",
+            f"{self.scan.seconds:.1f} s ({self.scan.jobs} jobs)"
+            + (f" · {self.mode} mode" if self.mode != "full" else ""),
             ("VALID" if self.valid else "INVALID")
             + f": {n_err} errors, {n_warn} warnings, {n_info} info"
-            + (f", {waived} waived" if waived else ""),
+            + (f", {waived} waived" if waived else "")
+            + (f", {known} known from the baseline" if known else ""),
         ]
+        if self.baseline is not None:
+            lines.append(
+                f"baseline: {self.baseline} ({known} findings already there; only new ones count)"
+            )
         lines.extend(self._label_lines())
         lines.extend(f"hint: {h}" for h in self.hints)
         groups: dict[tuple[int, str], list[Finding]] = defaultdict(list)
         for f in self.active:
+            if errors_only and f.severity is not Severity.ERROR:
+                continue
             groups[(f.severity.rank, f.check_id)].append(f)
         if groups:
             lines.append("")
         for (_rank, check_id), items in sorted(groups.items()):
             lines.append(f"{items[0].severity.value:<8} {check_id} ({len(items)})")
-            for f in items[:per_group]:
+            shown = items if per_group is None else items[:per_group]
+            for f in shown:
                 where = f.path or f.case or "dataset"
                 lines.append(f"           {where}: {f.message}")
-            if len(items) > per_group:
-                lines.append(f"           … and {len(items) - per_group} more")
+            if len(items) > len(shown):
+                lines.append(
+                    f"           … and {len(items) - len(shown)} more (--max-lines 0 shows all)"
+                )
+            fix = REGISTRY[check_id].fix
+            if fix:
+                lines.append(f"           fix: {fix}")
+        if by_case:
+            lines.extend(self._case_lines(errors_only))
         statuses = [r.status for r in self.results]
         lines.append("")
         lines.append(

@@ -443,3 +443,12 @@ def test_findings_on_cases_without_images_get_items(pytester, make_tree):
     )
     for case in absent:
         result.stdout.fnmatch_lines([f"*ctmd::{glob_escape(f'labels.capacity[{case}]')} FAILED*"])
+
+
+def test_failed_pytest_item_message_carries_the_fix(pytester, make_tree):
+    root = make_tree(["missing-slice"])
+    result = pytester.runpytest_subprocess(
+        f"--dataset-root={root}", "--ctmd-profile=subset", "-p", "no:cacheprovider", "-q"
+    )
+    assert result.parseoutcomes()["failed"] == 3
+    result.stdout.fnmatch_lines([f"Fix: {REGISTRY['counts.case_slices'].fix}"])

@@ -358,7 +358,7 @@ def file_name_order(ctx: CheckContext, sink: Sink) -> int:
     Names such as ``<id>_1.dcm`` … ``<id>_154.dcm`` are not zero-padded, so they sort
     1, 10, 100, 101 …; a loader that stacks ``sorted(glob('*.dcm'))`` builds a scrambled
     volume and misaligns every slice label. Info, because no document promises name order;
-    it is still the most common loading mistake. Fix (for users): sort slices by Slice
+    it is still the most common loading mistake. Fix: (for users) sort slices by Slice
     Location (or Instance Number), never by file name.
     """
     files = ctx.scan.readable
