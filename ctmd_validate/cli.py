@@ -169,6 +169,7 @@ def _run_check(args: argparse.Namespace) -> int:
             labels_dir=args.labels,
             baseline=args.baseline,
             mode=args.mode,
+            deep=args.deep,
         )
     where = _write_report(report, args.report, args.labels)
     if args.report != "-":
@@ -302,6 +303,11 @@ def build_parser() -> argparse.ArgumentParser:
         default="full",
         help="full: every check (default); integrity: is my copy complete and intact "
         "(fixity, tree, counts, unreadable files, pixels)",
+    )
+    p.add_argument(
+        "--deep",
+        action="store_true",
+        help="decode every frame (JPEG Lossless via pylibjpeg) to find damaged pixel data",
     )
     p.add_argument(
         "--errors-only", action="store_true", help="list only error findings on the console"

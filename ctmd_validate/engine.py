@@ -75,6 +75,7 @@ def validate(
     labels_dir: str | os.PathLike[str] | None = None,
     baseline: str | os.PathLike[str] | Baseline | None = None,
     mode: str = "full",
+    deep: bool = False,
 ) -> Report:
     """Validate the dataset at ``root``: one scan, every check, one report.
 
@@ -82,7 +83,8 @@ def validate(
     (missing root, bad profile, policy or config). Identifying values are redacted from
     every rendering of the report unless ``show_values`` is true. ``labels_dir``: where the
     label files are, when not beside the images. ``baseline``: a report whose findings
-    are known (listed, not counted); ``mode``: ``full`` or ``integrity``.
+    are known (listed, not counted); ``mode``: ``full`` or ``integrity``; ``deep``: decode
+    every frame (the ``integrity.pixel`` checks).
     """
     prof = profile if isinstance(profile, Profile) else load_profile(profile)
     cfg = config if isinstance(config, Config) else load_config(config)
@@ -90,7 +92,7 @@ def validate(
     base = baseline if isinstance(baseline, Baseline | None) else load_baseline(baseline)
     if mode not in MODES:
         raise CtmdError(f"unknown mode {mode!r}: one of {', '.join(MODES)}")
-    scanned = scan(root, prof, jobs=jobs, progress=progress, labels_dir=labels_dir)
+    scanned = scan(root, prof, jobs=jobs, progress=progress, labels_dir=labels_dir, deep=deep)
     return validate_scan(
         scanned, cfg, policy=pol, show_values=show_values, baseline=base, mode=mode
     )

@@ -17,8 +17,9 @@ from typing import Any
 
 import pytest
 
+from .baseline import load_baseline
 from .config import load_config
-from .engine import validate
+from .engine import MODES, validate
 from .errors import CtmdError
 from .findings import CheckStatus, Finding, Severity
 from .paths import contains, display
@@ -51,6 +52,9 @@ class _State:
     report_path: str | None
     policy: str | None = None
     labels: str | None = None
+    deep: bool = False
+    baseline: str | None = None
+    mode: str = "full"
     _report: Report | None = field(default=None, repr=False)
 
     @property
@@ -63,6 +67,9 @@ class _State:
                 jobs=self.jobs,
                 policy=self.policy,
                 labels_dir=self.labels,
+                deep=self.deep,
+                baseline=self.baseline,
+                mode=self.mode,
             )
         return self._report
 
@@ -76,6 +83,7 @@ _PATH_OPTIONS = (
     "ctmd_config",
     "ctmd_policy",
     "ctmd_labels",
+    "ctmd_baseline",
 )
 
 
@@ -124,6 +132,24 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         default=None,
         help="processes for the scan (default: all cores)",
     )
+    group.addoption(
+        "--ctmd-deep",
+        action="store_true",
+        default=False,
+        help="decode every frame (the integrity.pixel checks)",
+    )
+    group.addoption(
+        "--ctmd-baseline",
+        metavar="REPORT",
+        default=None,
+        help="findings already in this report are known: listed, not failed",
+    )
+    group.addoption(
+        "--ctmd-mode",
+        choices=sorted(MODES),
+        default="full",
+        help="full (every check) or integrity (is my copy complete and intact)",
+    )
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -151,6 +177,8 @@ def pytest_configure(config: pytest.Config) -> None:
         load_profile(config.getoption("ctmd_profile"))
         load_config(config.getoption("ctmd_config"))
         load_policy(config.getoption("ctmd_policy"))
+        if config.getoption("ctmd_baseline"):
+            load_baseline(config.getoption("ctmd_baseline"))
         if config.getoption("ctmd_report"):
             check_report_target(config.getoption("ctmd_report"), path, labels)
     except CtmdError as exc:
@@ -163,6 +191,9 @@ def pytest_configure(config: pytest.Config) -> None:
         report_path=config.getoption("ctmd_report"),
         policy=config.getoption("ctmd_policy"),
         labels=config.getoption("ctmd_labels"),
+        deep=config.getoption("ctmd_deep"),
+        baseline=config.getoption("ctmd_baseline"),
+        mode=config.getoption("ctmd_mode"),
     )
 
 
@@ -193,7 +224,7 @@ class DatasetCollector(pytest.Collector):
         state = self.config.stash[_STATE]
         report = state.report
         present = set(report.scan.cases["case_id"])
-        for check_id in sorted(REGISTRY):
+        for check_id in sorted(r.check_id for r in report.results):  # the mode's checks
             spec = REGISTRY[check_id]
             if spec.scope == "case":
                 # cases with images, plus any case a finding names (the label checks judge

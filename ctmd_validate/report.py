@@ -458,7 +458,11 @@ class Report:
                     "skipped": statuses.count(CheckStatus.SKIPPED),
                 },
             },
-            "scan": {"seconds": round(self.scan.seconds, 3), "jobs": self.scan.jobs},
+            "scan": {
+                "seconds": round(self.scan.seconds, 3),
+                "jobs": self.scan.jobs,
+                "deep": self.scan.deep,
+            },
             "stats": stats_json(self.scan),
             "inferred": inferred_json(self.scan),
             "checks": [self._check_json(r) for r in self.results],
@@ -556,6 +560,7 @@ class Report:
             f"{display(str(self.scan.root))}",
             f"{len(self.scan.cases)} cases, {len(self.scan.files)} image files scanned in "
             f"{self.scan.seconds:.1f} s ({self.scan.jobs} jobs)"
+            + (" · every frame decoded" if self.scan.deep else "")
             + (f" · {self.mode} mode" if self.mode != "full" else ""),
             ("VALID" if self.valid else "INVALID")
             + f": {n_err} errors, {n_warn} warnings, {n_info} info"

@@ -8,6 +8,7 @@ never written to a report.
 from __future__ import annotations
 
 import fnmatch
+import functools
 import logging
 import os
 import re
@@ -39,6 +40,7 @@ from . import tables
 from .errors import CtmdError
 from .labelfiles import LabelFiles, load_labels
 from .paths import Confined, LinkState, contains, display, sanitize_message
+from .pixels import decode_into
 from .profiles import Profile
 
 __all__ = ["ScanResult", "read_header", "scan"]
@@ -118,6 +120,8 @@ _FIELDS: tuple[tuple[str, str, str], ...] = (
     ("rows", "Rows", "float"),
     ("columns", "Columns", "float"),
     ("bits_allocated", "BitsAllocated", "float"),
+    ("bits_stored", "BitsStored", "float"),
+    ("pixel_representation", "PixelRepresentation", "float"),
     ("samples_per_pixel", "SamplesPerPixel", "float"),
     ("number_of_frames", "NumberOfFrames", "float"),
     ("rescale_slope", "RescaleSlope", "float"),
@@ -145,6 +149,8 @@ class ScanResult:
     labels: LabelFiles | None = None
     seconds: float = 0.0
     jobs: int = 1
+    #: every image's Pixel Data was decoded (``--deep``)
+    deep: bool = False
     #: class-folder spellings found deeper than the layout allows (relative paths)
     deeper_class_dirs: tuple[str, ...] = ()
     #: sanitised library warnings of the scan that concern no single image file
@@ -456,11 +462,14 @@ def _encoding(tsuid: UID | None, fp: BinaryIO) -> tuple[bool, bool]:
     return False, True
 
 
-def _parse(fp: BinaryIO, size: int, row: dict[str, Any]) -> tuple[Dataset, Dataset] | None:
+def _parse(
+    fp: BinaryIO, size: int, row: dict[str, Any], deep: bool = False
+) -> tuple[Dataset, Dataset] | None:
     """Parse one open file's header into ``(file meta, dataset)`` and check the Pixel Data.
 
     The file meta is read once, then the dataset with the encoding it declares: up to the
-    Pixel Data, or to where the tags stop ascending (see :func:`_stop_when`).
+    Pixel Data, or to where the tags stop ascending (see :func:`_stop_when`). ``deep``:
+    decode the Pixel Data too, from the same descriptor (:mod:`ctmd_validate.pixels`).
     """
     fp.seek(0)
     if read_preamble(fp, False) is None:
@@ -488,12 +497,15 @@ def _parse(fp: BinaryIO, size: int, row: dict[str, Any]) -> tuple[Dataset, Datas
         implicit, little = _encoding(UID(tsuid) if tsuid else None, fp)
     bounded._fp = body
     ds = read_dataset(bounded, implicit, little, stop_when=_stop_when(), defer_size=DEFER_SIZE)
+    pixel_at = body.tell()
     length, fragments, problem = _check_pixel_framing(body, size, little)
     row["pixel_length"] = length
     row["pixel_fragments"] = fragments
     if problem:
         row["status"] = "unreadable"
         row["error"] = problem
+    elif deep:
+        decode_into(body, pixel_at, size, meta, ds, (implicit, little), row)
     return meta, ds
 
 
@@ -533,8 +545,10 @@ class _Collect(logging.Handler):
             self.messages.append("a pydicom log message that could not be formatted")
 
 
-def read_header(path: str) -> tuple[dict[str, Any], list[tuple[Any, ...]]]:
+def read_header(path: str, deep: bool = False) -> tuple[dict[str, Any], list[tuple[Any, ...]]]:
     """Parse one file's header once; never raises, never lets a library print.
+
+    ``deep``: decode its Pixel Data as well (``pixel_status``, ``stored_min``/``_max``).
 
     Returns the file's row (``status`` is ``ok``, ``not_dicom`` or ``unreadable`` with an
     ``error``; ``warnings`` holds what the parser had to work around, sanitised) and its
@@ -547,7 +561,7 @@ def read_header(path: str) -> tuple[dict[str, Any], list[tuple[Any, ...]]]:
     notes: list[str] = []
     try:
         with captured(notes, path):
-            _read_into(path, row, elements, top)
+            _read_into(path, row, elements, top, deep)
     except HeaderTooLarge as exc:
         row["status"] = "unreadable"
         row["error"] = f"header too large: {exc} before the Pixel Data; not parsed further"
@@ -591,7 +605,11 @@ def _open_file(path: str) -> tuple[int, os.stat_result]:
 
 
 def _read_into(
-    path: str, row: dict[str, Any], elements: list[tuple[Any, ...]], top: dict[int, Any]
+    path: str,
+    row: dict[str, Any],
+    elements: list[tuple[Any, ...]],
+    top: dict[int, Any],
+    deep: bool = False,
 ) -> None:
     fd, st = _open_file(path)
     if not stat.S_ISREG(st.st_mode):
@@ -611,7 +629,7 @@ def _read_into(
             row["name_tokens"] = _name_tokens(fp, path) if size else None
             return
         try:
-            parsed = _parse(fp, size, row)
+            parsed = _parse(fp, size, row, deep)
             if parsed is not None:
                 _walk(parsed[0], "", 0, elements, top)
                 _walk(parsed[1], "", 0, elements, top)
@@ -665,7 +683,7 @@ ELEMENT_COLUMNS = ("file_idx", "path", "tag", "depth", "vr", "length", "value")
 _Chunk = tuple[list[dict[str, Any]], dict[str, list[Any]]]
 
 
-def _read_chunk(items: list[tuple[int, str | None]]) -> _Chunk:
+def _read_chunk(items: list[tuple[int, str | None]], deep: bool = False) -> _Chunk:
     """Parse a chunk of files; elements come back as columns (cheap to send and to stack)."""
     rows: list[dict[str, Any]] = []
     columns: dict[str, list[Any]] = {c: [] for c in ELEMENT_COLUMNS}
@@ -675,7 +693,7 @@ def _read_chunk(items: list[tuple[int, str | None]]) -> _Chunk:
             row["error"] = "broken symbolic link: its target does not exist"
             elements: list[tuple[Any, ...]] = []
         else:
-            row, elements = read_header(path)
+            row, elements = read_header(path, deep)
         row["file_idx"] = idx
         rows.append(row)
         if elements and row["status"] == "ok":  # an unreadable file contributes no elements
@@ -959,18 +977,21 @@ def _chunks(
         yield items[i : i + size]
 
 
-def _parse_all(paths: list[str | None], jobs: int, progress: ProgressFn | None) -> Iterable[_Chunk]:
+def _parse_all(
+    paths: list[str | None], jobs: int, progress: ProgressFn | None, deep: bool = False
+) -> Iterable[_Chunk]:
     total = len(paths)
+    read = functools.partial(_read_chunk, deep=deep)
     items = list(enumerate(paths))
     if progress:
         progress(0, total)
     if jobs <= 1 or total < 64:
-        chunks: Iterable[_Chunk] = map(_read_chunk, _chunks(items, 32))
+        chunks: Iterable[_Chunk] = map(read, _chunks(items, 32))
         pool = None
     else:
         size = max(8, min(256, total // (jobs * 8) or 8))
         pool = ProcessPoolExecutor(max_workers=jobs)
-        chunks = pool.map(_read_chunk, _chunks(items, size))
+        chunks = pool.map(read, _chunks(items, size))
     try:
         done = 0
         for chunk in chunks:
@@ -990,8 +1011,11 @@ def scan(
     jobs: int | None = None,
     progress: ProgressFn | None = None,
     labels_dir: str | os.PathLike[str] | None = None,
+    deep: bool = False,
 ) -> ScanResult:
     """Walk ``root`` once, parse every candidate DICOM header once, read the label files once.
+
+    ``deep``: decode every image's Pixel Data in the same pass (the integrity.pixel checks).
 
     ``labels_dir``: where ``Index.csv`` and the label arrays are (default: ROOT, else the
     folder that holds the class folders). Nothing outside ROOT (and ``labels_dir``) is
@@ -1018,7 +1042,7 @@ def scan(
     notes: list[str] = []
     with captured(notes, str(root_path)):
         walk = _walk_tree(root_path, profile)
-        file_rows, element_columns = _parse_files(walk, jobs, progress)
+        file_rows, element_columns = _parse_files(walk, jobs, progress, deep)
         files = tables.make_files(file_rows)
         labels = load_labels(
             root_path, profile, labels_dir, [Path(d.real) for d in walk.layout_dirs]
@@ -1034,6 +1058,7 @@ def scan(
             labels=labels,
             deeper_class_dirs=tuple(walk.deeper),
             jobs=jobs,
+            deep=deep,
         )
     result.notes = tuple(notes)
     result.seconds = time.perf_counter() - started
@@ -1041,13 +1066,13 @@ def scan(
 
 
 def _parse_files(
-    walk: _Walk, jobs: int, progress: ProgressFn | None
+    walk: _Walk, jobs: int, progress: ProgressFn | None, deep: bool = False
 ) -> tuple[list[dict[str, Any]], dict[str, list[Any]]]:
     """Parse every candidate image; files that are not DICOM and not named so are strays."""
     file_rows: list[dict[str, Any]] = []
     element_columns: dict[str, list[Any]] = {c: [] for c in ELEMENT_COLUMNS}
     paths = [c["abspath"] for c in walk.candidates]
-    for rows, columns in _parse_all(paths, jobs, progress):
+    for rows, columns in _parse_all(paths, jobs, progress, deep):
         for row in rows:
             cand = walk.candidates[row["file_idx"]]
             if row["status"] == "not_dicom" and not cand["suffix_ok"]:

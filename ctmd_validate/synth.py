@@ -437,16 +437,23 @@ class Defect:
     #: the profile to validate with: "subset", or "tree" (:func:`tree_profile`, for checks
     #: that need every case of a class, such as the demographics)
     profile: str = "subset"
+    #: only a deep scan (``--deep``: every frame decoded) can see it
+    deep: bool = False
 
 
 DEFECTS: dict[str, Defect] = {}
 
 
 def _defect(
-    name: str, description: str, fires: Iterable[str], profile: str = "subset"
+    name: str,
+    description: str,
+    fires: Iterable[str],
+    profile: str = "subset",
+    *,
+    deep: bool = False,
 ) -> Callable[[Callable[[Path], None]], Callable[[Path], None]]:
     def register(func: Callable[[Path], None]) -> Callable[[Path], None]:
-        DEFECTS[name] = Defect(name, description, func, frozenset(fires), profile)
+        DEFECTS[name] = Defect(name, description, func, frozenset(fires), profile, deep)
         return func
 
     return register
@@ -1494,3 +1501,45 @@ def _meta_group_length(root: Path) -> None:
     (length,) = struct.unpack("<I", data[140:144])
     data[140:144] = struct.pack("<I", length + 40)
     f.write_bytes(bytes(data))
+
+
+# --------------------------------------------------------------------------- pixel defects
+# Seen only by a deep scan: header and framing stay intact.
+
+
+@_defect(
+    "pixel-short",
+    "cut the Pixel Data of one Normal slice to half its bytes (element length kept right)",
+    {"integrity.pixel.decode"},
+    deep=True,
+)
+def _pixel_short(root: Path) -> None:
+    def change(ds: Dataset) -> None:
+        ds.PixelData = ds.PixelData[: len(ds.PixelData) // 2]
+
+    _edit(_slices(_first_case(root, "normal"))[4], change)
+
+
+@_defect(
+    "pixel-out-of-range",
+    "store 5000 in one pixel of a CAP slice whose Bits Stored is 12 (at most 4095)",
+    {"integrity.pixel.range"},
+    deep=True,
+)
+def _pixel_out_of_range(root: Path) -> None:
+    def change(ds: Dataset) -> None:
+        pixels = bytearray(ds.PixelData)
+        pixels[0:2] = (5000).to_bytes(2, "little")
+        ds.PixelData = bytes(pixels)
+
+    _edit(_slices(_first_case(root, "cap"))[2], change)
+
+
+@_defect(
+    "rescale-implausible",
+    "set Rescale Intercept -10000 on one COVID-19 slice (air would be -11000 HU)",
+    {"integrity.pixel.range"},
+    deep=True,
+)
+def _rescale_implausible(root: Path) -> None:
+    _edit(_slices(_first_case(root, "covid"))[3], _set(RescaleIntercept=-10000))

@@ -54,6 +54,8 @@ _FILE_STR_COLUMNS = (
     "patient_id",
     "patient_sex",
     "patient_age",
+    "pixel_status",
+    "pixel_error",
 )
 _FILE_FLOAT_COLUMNS = (
     "size",
@@ -83,6 +85,10 @@ _FILE_FLOAT_COLUMNS = (
     "iop_5",
     "pixel_spacing_0",
     "pixel_spacing_1",
+    "bits_stored",
+    "pixel_representation",
+    "stored_min",
+    "stored_max",
 )
 
 CLASS_DIRS = pa.DataFrameSchema(

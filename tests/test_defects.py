@@ -61,11 +61,12 @@ def test_defect_fires_exactly_its_checks(
     name: str, make_tree, clean_tiny_report, clean_tiny_tree_report
 ) -> None:
     root = make_tree([name])
+    deep = DEFECTS[name].deep
     if DEFECTS[name].profile == "tree":
-        report = validate(root, TREE, jobs=1)
+        report = validate(root, TREE, jobs=1, deep=deep)
         new = new_findings(report, clean_tiny_tree_report)
     else:
-        report = validate(root, "subset", jobs=1)
+        report = validate(root, "subset", jobs=1, deep=deep)
         new = new_findings(report, clean_tiny_report)
 
     fired = {f.check_id for f in new}
@@ -139,12 +140,17 @@ def test_clean_tiny_subset(clean_tiny_report: Report) -> None:
     statuses = {r.check_id: r.status for r in report.results}
     assert set(statuses) == set(REGISTRY)
     assert [c for c, s in statuses.items() if s is CheckStatus.FAILED] == []
-    # No check is skipped but the two that need every case of a class: each has something
-    # to look at in the tiny tree (3 class folders, 3 cases all in the release manifest,
-    # 338 image files, the 305-case manifest and the label files), so "skipped" here
-    # would mean a check silently examined nothing.
+    # No check is skipped but the two that need every case of a class and the two that
+    # need --deep: each has something to look at in the tiny tree (3 class folders, 3
+    # cases all in the release manifest, 338 image files, the 305-case manifest and the
+    # label files), so "skipped" here would mean a check silently examined nothing.
     skipped = [c for c, s in statuses.items() if s is CheckStatus.SKIPPED]
-    assert sorted(skipped) == ["demographics.age", "demographics.sex"]
+    assert sorted(skipped) == [
+        "demographics.age",
+        "demographics.sex",
+        "integrity.pixel.decode",
+        "integrity.pixel.range",
+    ]
     assert all(s is CheckStatus.PASSED for c, s in statuses.items() if c not in skipped)
 
     examined = {r.check_id: r.examined for r in report.results}

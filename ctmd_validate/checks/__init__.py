@@ -2,7 +2,17 @@
 
 from __future__ import annotations
 
-from . import conformance, counts, deid, demographics, dicom, geometry, labels, structure
+from . import (
+    conformance,
+    counts,
+    deid,
+    demographics,
+    dicom,
+    geometry,
+    integrity,
+    labels,
+    structure,
+)
 
 __all__ = [
     "conformance",
@@ -11,6 +21,7 @@ __all__ = [
     "demographics",
     "dicom",
     "geometry",
+    "integrity",
     "labels",
     "structure",
 ]
