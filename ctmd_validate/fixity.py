@@ -20,7 +20,7 @@ import stat
 import tempfile
 import threading
 from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -216,7 +216,7 @@ def list_files(
             handle, prefix, subdirs = stack[-1]
             name = next(subdirs, None)
             if name is None:
-                if handle is not top:
+                if handle != top:
                     _close(handle)
                 stack.pop()
                 continue
@@ -236,7 +236,7 @@ def list_files(
                 skipped.append(rel + "/")
     finally:
         for handle, _, _ in stack:
-            if handle is not top:
+            if handle != top:
                 _close(handle)
         _close(top)
     files.sort()
@@ -279,11 +279,11 @@ class _Opener:
         try:
             for part in parts:
                 nxt = _open_dir_at(handle, part)
-                if handle is not self.root:
+                if handle != self.root:
                     _close(handle)
                 handle = nxt
         except BaseException:
-            if handle is not self.root:
+            if handle != self.root:
                 _close(handle)
             raise
         self.parent_rel, self.parent = parts, handle
@@ -297,18 +297,19 @@ class _Opener:
         return os.open(parts[-1], flags, dir_fd=parent)
 
     def close(self) -> None:
-        if self.parent is not self.root:
+        if self.parent != self.root:
             _close(self.parent)
         self.parent_rel, self.parent = None, self.root
 
 
 _local = threading.local()
+LINKED_FOLDER = "a folder on its path is a symbolic link (or no folder) now; not followed"
 
 
 def _buffer() -> memoryview:
     """This thread's reusable read buffer."""
-    view = getattr(_local, "view", None)
-    if view is None:
+    view: memoryview | None = getattr(_local, "view", None)
+    if view is None or len(view) != BUFFER_SIZE:
         view = _local.view = memoryview(bytearray(BUFFER_SIZE))
     return view
 
@@ -321,26 +322,24 @@ def _hash_one(opener: _Opener, rel: str, listed_size: int) -> TreeFile:
     try:
         fd = opener.open(parts)
     except OSError as exc:
-        if exc.errno in (errno.ELOOP, errno.EMLINK):
-            return TreeFile(rel, listed_size, None, "a symbolic link on its path; not followed")
-        if exc.errno == errno.ENOTDIR:
-            return TreeFile(rel, listed_size, None, "a folder on its path is no folder now")
+        if exc.errno in (errno.ELOOP, errno.EMLINK):  # the file itself is a link now
+            return TreeFile(rel, listed_size, None, "a symbolic link now; not followed")
+        if exc.errno == errno.ENOTDIR:  # a folder on the way (O_DIRECTORY|O_NOFOLLOW)
+            return TreeFile(rel, listed_size, None, LINKED_FOLDER)
         return TreeFile(rel, listed_size, None, _reason(exc))
     try:
-        with open(fd, "rb", buffering=0) as fh:
-            if not stat.S_ISREG(os.fstat(fd).st_mode):
-                return TreeFile(rel, listed_size, None, "not a regular file")
-            digest = hashlib.sha256()
-            view = _buffer()
-            size = 0
-            while True:
-                n = fh.readinto(view)
-                if not n:
-                    break
-                digest.update(view[:n])
-                size += n
+        if not stat.S_ISREG(os.fstat(fd).st_mode):  # swapped for a folder, pipe... meanwhile
+            return TreeFile(rel, listed_size, None, "not a regular file")
+        digest = hashlib.sha256()
+        view = _buffer()
+        size = 0
+        while n := os.readv(fd, [view]):
+            digest.update(view[:n])
+            size += n
     except OSError as exc:
         return TreeFile(rel, listed_size, None, _reason(exc))
+    finally:
+        os.close(fd)
     return TreeFile(rel, size, digest.hexdigest(), None)
 
 
@@ -406,11 +405,8 @@ def hash_files(
                     progress(done, total)
         else:
             with ThreadPoolExecutor(workers, thread_name_prefix="ctmd-hash") as pool:
-                pending: set[Future[int]] = {pool.submit(task, c) for c in chunks}
-                while pending:
-                    finished, pending = wait(pending, return_when=FIRST_COMPLETED)
-                    for future in finished:
-                        done += future.result()
+                for future in as_completed([pool.submit(task, c) for c in chunks]):
+                    done += future.result()
                     if progress is not None:
                         progress(done, total)
     finally:
@@ -536,7 +532,10 @@ def write_manifest(
             raise CtmdError(f"cannot write a manifest: not a SHA-256: {display(f.path)}")
         seen.add(f.path)
     ordered = sorted(files, key=lambda f: f.path)
-    encoded = [_encode(f.path) for f in ordered]
+    try:
+        encoded = [_encode(f.path) for f in ordered]
+    except UnicodeEncodeError as exc:  # a lone surrogate that stands for no byte
+        raise CtmdError("cannot write a manifest: a path holds an unencodable character") from exc
     manifest = b"".join(
         f.sha256.lower().encode("ascii") + b"  " + p + b"\n"
         for f, p in zip(ordered, encoded, strict=True)
@@ -560,25 +559,26 @@ def _read_capped(path: Path, what: str) -> bytes | None:
         return None
     except OSError as exc:
         raise CtmdError(f"cannot read the {what} {shown}: {_reason(exc)}") from exc
+    chunks: list[bytes] = []
+    total = 0
     try:
-        with open(fd, "rb", buffering=0) as fh:
-            st = os.fstat(fd)
-            if not stat.S_ISREG(st.st_mode):
-                raise CtmdError(f"the {what} is not a regular file: {shown}")
-            if st.st_size > MAX_MANIFEST_BYTES:
-                raise CtmdError(
-                    f"the {what} {shown} is larger than {MAX_MANIFEST_BYTES >> 20} MiB; refused"
-                )
-            chunks: list[bytes] = []
-            total = 0
-            while total <= MAX_MANIFEST_BYTES:
-                chunk = fh.read(BUFFER_SIZE)
-                if not chunk:
-                    break
-                chunks.append(chunk)
-                total += len(chunk)
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise CtmdError(f"the {what} is not a regular file: {shown}")
+        if st.st_size > MAX_MANIFEST_BYTES:
+            raise CtmdError(
+                f"the {what} {shown} is larger than {MAX_MANIFEST_BYTES >> 20} MiB; refused"
+            )
+        while total <= MAX_MANIFEST_BYTES:
+            chunk = os.read(fd, BUFFER_SIZE)
+            if not chunk:
+                break
+            chunks.append(chunk)
+            total += len(chunk)
     except OSError as exc:
         raise CtmdError(f"cannot read the {what} {shown}: {_reason(exc)}") from exc
+    finally:
+        os.close(fd)
     if total > MAX_MANIFEST_BYTES:
         raise CtmdError(f"the {what} {shown} grew past {MAX_MANIFEST_BYTES >> 20} MiB; refused")
     data = b"".join(chunks)
