@@ -19,13 +19,15 @@ from pathlib import Path
 from typing import TextIO
 
 from . import __version__
+from .cache import CACHE_ENV, RunCache
 from .catalogue import catalogue_markdown, update_block
 from .engine import MODES, validate
 from .errors import CtmdError
+from .fixity import hash_files, list_files, sizes_path, write_manifest
 from .paths import display, printable, sanitize_message
 from .profiles import load_profile
 from .registry import REGISTRY, check_ids
-from .report import Report, check_report_target
+from .report import Report, check_report_target, write_atomic
 from .scan import ProgressFn
 from .synth import DEFECTS, LAYOUTS, SCALES, write_dataset
 
@@ -145,6 +147,8 @@ _PATH_OPTIONS = {
     "policy": "--policy",
     "labels": "--labels",
     "baseline": "--baseline",
+    "manifest": "--manifest",
+    "html": "--html",
 }
 
 
@@ -157,6 +161,8 @@ def _run_check(args: argparse.Namespace) -> int:
         raise CtmdError(f"dataset root is not a readable folder: {display(args.root)}")
     if args.report not in (None, "-"):
         check_report_target(args.report, root, args.labels)  # before any scanning
+    if args.html is not None:
+        check_report_target(args.html, root, args.labels)
     with _progress(not args.quiet) as progress:
         report = validate(
             args.root,
@@ -170,14 +176,54 @@ def _run_check(args: argparse.Namespace) -> int:
             baseline=args.baseline,
             mode=args.mode,
             deep=args.deep,
+            cache=None if args.no_cache else RunCache(),
+            manifest=args.manifest,
+            fast=args.fast,
         )
     where = _write_report(report, args.report, args.labels)
+    html_at = None
+    if args.html is not None:
+        from .html import render_html
+
+        page = check_report_target(args.html, root, args.labels)
+        write_atomic(page, render_html(report.to_json()))
+        html_at = display(str(Path(args.html)))
     if args.report != "-":
         per_group = None if args.max_lines == 0 else args.max_lines
         out(report.summary(per_group=per_group, errors_only=args.errors_only, by_case=args.by_case))
         if where:
             out(f"report: {where}")
+        if html_at:
+            out(f"html: {html_at}")
     return report.exit_code
+
+
+def _run_manifest_build(args: argparse.Namespace) -> int:
+    for value, what in ((args.root, "the dataset root"), (args.output, "-o")):
+        if value == "":
+            raise CtmdError(f"{what} is empty: give a path")
+    listed, skipped = list_files(args.root, [args.output, str(sizes_path(args.output))])
+    hashed = hash_files(args.root, listed, jobs=args.jobs)
+    unreadable = [f for f in hashed if f.error]
+    for f in unreadable:
+        _err(f"ctmd-validate: cannot read {display(f.path)}: {f.error}")
+    if unreadable:
+        raise CtmdError(f"{len(unreadable)} files could not be read: no manifest written")
+    manifest, sizes = write_manifest(hashed, args.output, root=args.root)
+    total = sum(f.size for f in hashed)
+    out(
+        f"wrote {display(str(manifest))}: {len(hashed)} files, {total:,} bytes "
+        f"(sizes: {display(str(sizes))})"
+    )
+    for rel in skipped:
+        out(f"  not in the manifest (a link, special file or unreadable folder): {display(rel)}")
+    return EXIT_FINDINGS if skipped else EXIT_OK
+
+
+def _run_manifest_verify(args: argparse.Namespace) -> int:
+    args.mode = "fixity"
+    args.deep = False
+    return _run_check(args)
 
 
 def _run_synth(args: argparse.Namespace) -> int:
@@ -246,6 +292,22 @@ def _run_catalogue(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _add_manifest_options(p: argparse.ArgumentParser, *, positional: bool) -> None:
+    if positional:
+        p.add_argument("manifest", help="manifest-sha256.txt (ours, bagit's or sha256sum's)")
+    else:
+        p.add_argument(
+            "--manifest",
+            metavar="FILE",
+            help="compare every file with this SHA-256 manifest (BagIt or sha256sum format)",
+        )
+    p.add_argument(
+        "--fast",
+        action="store_true",
+        help="with a manifest: compare sizes only (needs its .sizes.txt companion)",
+    )
+
+
 def _non_negative(text: str) -> int:
     try:
         value = int(text)
@@ -304,6 +366,8 @@ def build_parser() -> argparse.ArgumentParser:
         help="full: every check (default); integrity: is my copy complete and intact "
         "(fixity, tree, counts, unreadable files, pixels)",
     )
+    _add_manifest_options(p, positional=False)
+    p.add_argument("--html", metavar="FILE", help="also write a self-contained HTML report")
     p.add_argument(
         "--deep",
         action="store_true",
@@ -322,8 +386,50 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--by-case", action="store_true", help="add a per-case table of findings to the summary"
     )
+    p.add_argument(
+        "--no-cache",
+        action="store_true",
+        help=f"scan again even when the tree is unchanged since the last run (the cache: "
+        f"${CACHE_ENV}, else ~/.cache/ctmd-validate)",
+    )
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_run_check)
+
+    p = sub.add_parser("manifest", help="fixity: build or verify a SHA-256 manifest (BagIt)")
+    msub = p.add_subparsers(dest="manifest_command", required=True)
+    m = msub.add_parser(
+        "build", help="hash every file below ROOT into a BagIt manifest-sha256.txt (+ sizes)"
+    )
+    m.add_argument("root", help="the dataset root")
+    m.add_argument("-o", "--output", required=True, metavar="FILE", help="manifest to write")
+    m.add_argument("--jobs", type=int, default=None, help="hashing threads (default: all cores)")
+    m.set_defaults(func=_run_manifest_build)
+    m = msub.add_parser("verify", help="compare the copy at ROOT with a manifest")
+    m.add_argument("root", help="the dataset root")
+    _add_manifest_options(m, positional=True)
+    m.add_argument("--profile", default="subset", help=argparse.SUPPRESS)
+    m.add_argument("--report", metavar="FILE", help="write the JSON report here ('-': stdout)")
+    m.add_argument("--html", metavar="FILE", help="also write a self-contained HTML report")
+    m.add_argument("--jobs", type=int, default=None, help="hashing threads (default: all cores)")
+    m.add_argument("--quiet", action="store_true", help="no progress bar")
+    m.add_argument(
+        "--max-lines",
+        type=_non_negative,
+        default=20,
+        metavar="N",
+        help="files shown per kind of difference (default 20; 0: all)",
+    )
+    m.set_defaults(
+        func=_run_manifest_verify,
+        config=None,
+        policy=None,
+        labels=None,
+        show_values=False,
+        baseline=None,
+        errors_only=False,
+        by_case=False,
+        no_cache=False,
+    )
 
     p = sub.add_parser("explain", help="what a check means and how to fix what it finds")
     p.add_argument("id", help="a check id or an fnmatch pattern (labels.index.*)")

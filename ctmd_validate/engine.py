@@ -2,27 +2,72 @@
 
 from __future__ import annotations
 
+import functools
 import os
+import time
 from collections.abc import Iterable
 
+from . import checks  # noqa: F401  (registers the checks: a cached run runs none)
 from .baseline import Baseline, load_baseline, mark_known
+from .cache import Cached, RunCache
 from .config import Config, load_config
 from .errors import CtmdError
+from .findings import CheckResult
+from .fixity import verify
 from .identifying import identifying_values
+from .paths import display
 from .policy import Policy, load_policy
 from .profiles import Profile, load_profile
 from .registry import CheckContext, check_ids, run_checks
 from .report import Report
 from .scan import ProgressFn, ScanResult, scan
 
-__all__ = ["MODES", "validate", "validate_scan"]
+__all__ = ["FIXITY_IDS", "MODES", "validate", "validate_scan"]
 
 #: ``integrity``: is my copy complete and intact? Fixity, the tree, the counts, files that
 #: cannot be read and pixels that cannot be decoded; not the release's own audit.
+#: ``fixity``: the copy against a manifest only (``manifest verify``).
+FIXITY_IDS = (
+    "integrity.checksum",
+    "integrity.extra_file",
+    "integrity.manifest",
+    "integrity.missing_file",
+    "integrity.size",
+)
 MODES: dict[str, tuple[str, ...] | None] = {
     "full": None,
     "integrity": ("integrity.*", "structure.*", "counts.*", "dicom.unreadable"),
+    "fixity": FIXITY_IDS,
 }
+
+
+def _selected(mode: str, only: Iterable[str] | None) -> list[str] | None:
+    """The check ids a run of ``mode`` (narrowed by ``only``) runs; None: all."""
+    if mode not in MODES:
+        raise CtmdError(f"unknown mode {mode!r}: one of {', '.join(MODES)}")
+    patterns = MODES[mode]
+    if patterns is None:
+        return None if only is None else list(only)
+    selected = check_ids(patterns)
+    return selected if only is None else [i for i in only if i in selected]
+
+
+def _report(
+    scanned: ScanResult,
+    results: list[CheckResult],
+    redact: frozenset[str],
+    *,
+    config: Config,
+    policy: Policy,
+    baseline: Baseline | None,
+    mode: str,
+) -> Report:
+    """The run's report: config applied to the check results, then the baseline."""
+    report = Report(scanned, config.apply(results), config, policy, redact=redact, mode=mode)
+    if baseline is not None:
+        report.results = mark_known(report.results, baseline, report.scrub)
+        report.baseline = baseline.source
+    return report
 
 
 def validate_scan(
@@ -40,27 +85,19 @@ def validate_scan(
     ``mode`` selects the checks (:data:`MODES`; ``only`` narrows further); ``baseline``
     turns the findings it already holds into known ones.
     """
-    if mode not in MODES:
-        raise ValueError(f"unknown mode {mode!r}: one of {', '.join(MODES)}")
-    config = config or Config()
+    ids = _selected(mode, only)
     ctx = CheckContext(scanned, scanned.profile, policy or load_policy(), show_values)
-    patterns = MODES[mode]
-    if patterns is not None:
-        selected = check_ids(patterns)
-        only = selected if only is None else [i for i in only if i in selected]
-    results = run_checks(ctx, only)
-    report = Report(
+    results = run_checks(ctx, ids)
+    redact = frozenset() if show_values else identifying_values(scanned, ctx.policy)
+    return _report(
         scanned,
-        config.apply(results),
-        config,
-        ctx.policy,
-        redact=frozenset() if show_values else identifying_values(scanned, ctx.policy),
+        results,
+        redact,
+        config=config or Config(),
+        policy=ctx.policy,
+        baseline=baseline,
         mode=mode,
     )
-    if baseline is not None:
-        report.results = mark_known(report.results, baseline, report.scrub)
-        report.baseline = baseline.source
-    return report
 
 
 def validate(
@@ -76,6 +113,9 @@ def validate(
     baseline: str | os.PathLike[str] | Baseline | None = None,
     mode: str = "full",
     deep: bool = False,
+    cache: RunCache | None = None,
+    manifest: str | os.PathLike[str] | None = None,
+    fast: bool = False,
 ) -> Report:
     """Validate the dataset at ``root``: one scan, every check, one report.
 
@@ -84,15 +124,54 @@ def validate(
     every rendering of the report unless ``show_values`` is true. ``labels_dir``: where the
     label files are, when not beside the images. ``baseline``: a report whose findings
     are known (listed, not counted); ``mode``: ``full`` or ``integrity``; ``deep``: decode
-    every frame (the ``integrity.pixel`` checks).
+    every frame (the ``integrity.pixel`` checks); ``cache``: reuse the scan and results of
+    an earlier run over the unchanged tree (:mod:`ctmd_validate.cache`); ``manifest``:
+    compare the copy with a BagIt/sha256sum manifest (``fast``: sizes only).
     """
     prof = profile if isinstance(profile, Profile) else load_profile(profile)
     cfg = config if isinstance(config, Config) else load_config(config)
     pol = policy if isinstance(policy, Policy) else load_policy(policy)
     base = baseline if isinstance(baseline, Baseline | None) else load_baseline(baseline)
-    if mode not in MODES:
-        raise CtmdError(f"unknown mode {mode!r}: one of {', '.join(MODES)}")
+    ids = _selected(mode, None)
+    fixity = None
+    if manifest is not None:
+        if not os.path.isdir(root):
+            raise CtmdError(f"dataset root is not a readable folder: {display(os.fspath(root))}")
+        fixity = verify(root, manifest, fast=fast, jobs=jobs)
+    finish = functools.partial(_report, config=cfg, policy=pol, baseline=base, mode=mode)
+    labels = None if labels_dir is None else os.fspath(labels_dir)
+    entry = None
+    if cache is not None and not show_values and cache.usable_for(os.fspath(root), labels):
+        entry = cache.key(
+            os.fspath(root),
+            labels_dir=labels,
+            profile_source=prof.source,
+            policy_source=pol.source,
+            deep=deep,
+        )
+        started = time.perf_counter()
+        hit = cache.load(*entry)
+        if hit is not None and hit.scan.profile == prof:
+            hit.scan.cached = True
+            hit.scan.seconds = time.perf_counter() - started
+            wanted = set(ids or hit_ids(hit))
+            results = [
+                r for r in hit.results if r.check_id in wanted and r.check_id not in FIXITY_IDS
+            ]
+            # the manifest is compared anew each run: that is what it is for
+            ctx = CheckContext(hit.scan, prof, pol, show_values, fixity)
+            results += run_checks(ctx, [i for i in FIXITY_IDS if i in wanted])
+            results.sort(key=lambda r: r.check_id)
+            return finish(hit.scan, results, hit.redact)
     scanned = scan(root, prof, jobs=jobs, progress=progress, labels_dir=labels_dir, deep=deep)
-    return validate_scan(
-        scanned, cfg, policy=pol, show_values=show_values, baseline=base, mode=mode
-    )
+    ctx = CheckContext(scanned, prof, pol, show_values, fixity)
+    results = run_checks(ctx, ids)
+    redact = frozenset() if show_values else identifying_values(scanned, pol)
+    if entry is not None and cache is not None and ids is None:  # only a full run is kept
+        cache.store(*entry, Cached(scanned, results, redact))
+    return finish(scanned, results, redact)
+
+
+def hit_ids(hit: Cached) -> list[str]:
+    """Every check id a cached full run holds, and the fixity checks."""
+    return [r.check_id for r in hit.results] + list(FIXITY_IDS)

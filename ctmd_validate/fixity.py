@@ -36,11 +36,13 @@ __all__ = [
     "Manifest",
     "ManifestEntry",
     "TreeFile",
+    "Verification",
     "compare",
     "hash_files",
     "list_files",
     "read_manifest",
     "sizes_path",
+    "verify",
     "write_manifest",
 ]
 
@@ -708,3 +710,42 @@ def compare(files: list[TreeFile], manifest: Manifest, *, fast: bool = False) ->
             out.append(Discrepancy(EXTRA, name, None, found.sha256))
     out.sort(key=lambda d: (d.path, d.kind))
     return out
+
+
+@dataclass(frozen=True)
+class Verification:
+    """A copy checked against a manifest: what the fixity checks report."""
+
+    manifest: str  # as shown
+    fast: bool
+    files: int  # regular files found below the root
+    problems: list[str]  # malformed manifest lines
+    skipped: list[str]  # links, special files and unlistable folders: not compared
+    discrepancies: list[Discrepancy]
+
+
+def verify(
+    root: str | os.PathLike[str],
+    manifest: str | os.PathLike[str],
+    *,
+    fast: bool = False,
+    jobs: int | None = None,
+    progress: Callable[[int, int], None] | None = None,
+) -> Verification:
+    """Hash the tree below ``root`` (sizes only when ``fast``) and compare it with ``manifest``.
+
+    The manifest and its sizes companion are left out of the tree when they lie inside it.
+    CtmdError when the manifest cannot be read.
+    """
+    parsed = read_manifest(manifest)
+    exclude = [os.fspath(manifest), os.fspath(sizes_path(manifest))]
+    listed, skipped = list_files(root, exclude)
+    hashed = hash_files(root, listed, jobs=jobs, fast=fast, progress=progress)
+    return Verification(
+        manifest=display(os.fspath(manifest)),
+        fast=fast,
+        files=len(hashed),
+        problems=list(parsed.problems),
+        skipped=list(skipped),
+        discrepancies=compare(hashed, parsed, fast=fast),
+    )

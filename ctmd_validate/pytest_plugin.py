@@ -18,6 +18,7 @@ from typing import Any
 import pytest
 
 from .baseline import load_baseline
+from .cache import RunCache
 from .config import load_config
 from .engine import MODES, validate
 from .errors import CtmdError
@@ -55,6 +56,7 @@ class _State:
     deep: bool = False
     baseline: str | None = None
     mode: str = "full"
+    cache: bool = True
     _report: Report | None = field(default=None, repr=False)
 
     @property
@@ -70,6 +72,7 @@ class _State:
                 deep=self.deep,
                 baseline=self.baseline,
                 mode=self.mode,
+                cache=RunCache() if self.cache else None,
             )
         return self._report
 
@@ -145,6 +148,12 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         help="findings already in this report are known: listed, not failed",
     )
     group.addoption(
+        "--ctmd-no-cache",
+        action="store_true",
+        default=False,
+        help="scan again even when the tree is unchanged since the last run",
+    )
+    group.addoption(
         "--ctmd-mode",
         choices=sorted(MODES),
         default="full",
@@ -194,6 +203,7 @@ def pytest_configure(config: pytest.Config) -> None:
         deep=config.getoption("ctmd_deep"),
         baseline=config.getoption("ctmd_baseline"),
         mode=config.getoption("ctmd_mode"),
+        cache=not config.getoption("ctmd_no_cache"),
     )
 
 

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from .findings import CheckResult, Finding, Severity
+from .fixity import Verification
 from .paths import sanitize_message
 from .policy import Policy, load_policy
 from .profiles import Profile
@@ -30,13 +31,15 @@ Scope = Literal["dataset", "case"]
 class CheckContext:
     """What every check may read: the scan tables, the profile and the de-id policy.
 
-    ``show_values``: the user explicitly asked to see identifying values in findings.
+    ``show_values``: the user explicitly asked to see identifying values in findings;
+    ``fixity``: the tree compared with a manifest (``--manifest``), when one was given.
     """
 
     scan: ScanResult
     profile: Profile
     policy: Policy = field(default_factory=load_policy)
     show_values: bool = False
+    fixity: Verification | None = None
 
     @property
     def absent(self) -> Severity:

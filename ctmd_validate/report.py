@@ -462,6 +462,7 @@ class Report:
                 "seconds": round(self.scan.seconds, 3),
                 "jobs": self.scan.jobs,
                 "deep": self.scan.deep,
+                "cached": self.scan.cached,
             },
             "stats": stats_json(self.scan),
             "inferred": inferred_json(self.scan),
@@ -558,8 +559,13 @@ class Report:
         lines = [
             f"ctmd-validate {__version__} · profile '{self.scan.profile.name}' · "
             f"{display(str(self.scan.root))}",
-            f"{len(self.scan.cases)} cases, {len(self.scan.files)} image files scanned in "
-            f"{self.scan.seconds:.1f} s ({self.scan.jobs} jobs)"
+            f"{len(self.scan.cases)} cases, {len(self.scan.files)} image files "
+            + (
+                f"unchanged since the last run (cache read in {self.scan.seconds:.1f} s; "
+                "--no-cache scans again)"
+                if self.scan.cached
+                else f"scanned in {self.scan.seconds:.1f} s ({self.scan.jobs} jobs)"
+            )
             + (" · every frame decoded" if self.scan.deep else "")
             + (f" · {self.mode} mode" if self.mode != "full" else ""),
             ("VALID" if self.valid else "INVALID")
@@ -571,7 +577,8 @@ class Report:
             lines.append(
                 f"baseline: {self.baseline} ({known} findings already there; only new ones count)"
             )
-        lines.extend(self._label_lines())
+        if self.mode != "fixity":
+            lines.extend(self._label_lines())
         lines.extend(f"hint: {h}" for h in self.hints)
         groups: dict[tuple[int, str], list[Finding]] = defaultdict(list)
         for f in self.active:

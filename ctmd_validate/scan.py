@@ -151,6 +151,8 @@ class ScanResult:
     jobs: int = 1
     #: every image's Pixel Data was decoded (``--deep``)
     deep: bool = False
+    #: taken from the run cache: the tree was unchanged since an earlier run
+    cached: bool = False
     #: class-folder spellings found deeper than the layout allows (relative paths)
     deeper_class_dirs: tuple[str, ...] = ()
     #: sanitised library warnings of the scan that concern no single image file

@@ -439,6 +439,8 @@ class Defect:
     profile: str = "subset"
     #: only a deep scan (``--deep``: every frame decoded) can see it
     deep: bool = False
+    #: judged against a manifest of the clean tree, built before the defect is applied
+    manifest: bool = False
 
 
 DEFECTS: dict[str, Defect] = {}
@@ -451,9 +453,10 @@ def _defect(
     profile: str = "subset",
     *,
     deep: bool = False,
+    manifest: bool = False,
 ) -> Callable[[Callable[[Path], None]], Callable[[Path], None]]:
     def register(func: Callable[[Path], None]) -> Callable[[Path], None]:
-        DEFECTS[name] = Defect(name, description, func, frozenset(fires), profile, deep)
+        DEFECTS[name] = Defect(name, description, func, frozenset(fires), profile, deep, manifest)
         return func
 
     return register
@@ -1543,3 +1546,67 @@ def _pixel_out_of_range(root: Path) -> None:
 )
 def _rescale_implausible(root: Path) -> None:
     _edit(_slices(_first_case(root, "covid"))[3], _set(RescaleIntercept=-10000))
+
+
+# --------------------------------------------------------------------------- fixity defects
+# Judged against a manifest of the clean tree (``manifest build`` before the damage).
+
+
+@_defect(
+    "fixity-flip",
+    "flip one byte inside the Pixel Data of a CAP slice (same size, still decodes)",
+    {"integrity.checksum"},
+    manifest=True,
+)
+def _fixity_flip(root: Path) -> None:
+    f = _slices(_first_case(root, "cap"))[4]
+    data = bytearray(f.read_bytes())
+    data[-MATRIX // 2] ^= 0x01
+    f.write_bytes(bytes(data))
+
+
+@_defect(
+    "fixity-missing",
+    "delete the last slice of the first Normal case (the stack stays regular)",
+    {"integrity.missing_file", "counts.case_slices"},
+    manifest=True,
+)
+def _fixity_missing(root: Path) -> None:
+    _slices(_first_case(root, "normal"))[-1].unlink()
+
+
+@_defect(
+    "fixity-extra",
+    "add a converted volume (volume.nii) beside the class folders",
+    {"integrity.extra_file", "structure.stray_file"},
+    manifest=True,
+)
+def _fixity_extra(root: Path) -> None:
+    (root / "volume.nii").write_bytes(b"\0" * 352)
+
+
+@_defect(
+    "fixity-truncated",
+    "cut the last slice of the first Normal case inside its Pixel Data",
+    {"integrity.size", "dicom.unreadable"},
+    manifest=True,
+)
+def _fixity_truncated(root: Path) -> None:
+    f = _slices(_first_case(root, "normal"))[-1]
+    data = f.read_bytes()
+    f.write_bytes(data[: len(data) - MATRIX])
+
+
+@_defect(
+    "fixity-link",
+    "replace a slice with a link to a copy elsewhere inside the dataset (not compared)",
+    {
+        "integrity.manifest",
+        "integrity.missing_file",
+        "integrity.extra_file",
+        "structure.stray_file",
+    },
+    manifest=True,
+)
+def _fixity_link(root: Path) -> None:
+    _symlink_inside(root)

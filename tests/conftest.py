@@ -14,10 +14,31 @@ from pathlib import Path
 import pytest
 
 from ctmd_validate import Finding, Report, load_profile, synth, validate
+from ctmd_validate.cache import CACHE_ENV
 from ctmd_validate.profiles import ManifestCase
 
 REPO = Path(__file__).resolve().parent.parent
 SAMPLE_ENV = "CTMD_SAMPLE_ROOT"
+#: Checks that examine nothing unless asked: --deep (pixels) and --manifest (fixity).
+NEED_AN_OPTION = frozenset(
+    {
+        "integrity.pixel.decode",
+        "integrity.pixel.range",
+        "integrity.checksum",
+        "integrity.extra_file",
+        "integrity.manifest",
+        "integrity.missing_file",
+        "integrity.size",
+    }
+)
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _private_run_cache(tmp_path_factory: pytest.TempPathFactory) -> None:
+    """The CLI's run cache goes to a folder of this session, never the user's ~/.cache."""
+    folder = tmp_path_factory.mktemp("ctmd-run-cache")
+    folder.chmod(0o700)
+    os.environ[CACHE_ENV] = str(folder)
 
 
 def sample_root_path() -> Path:

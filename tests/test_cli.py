@@ -192,7 +192,16 @@ def test_jobs_1_and_2_give_identical_findings(make_tree, tmp_path, capsys):
     for jobs in (1, 2):
         target = tmp_path / f"jobs{jobs}.json"
         rc, _out, _err = run_cli(
-            capsys, "check", tree, "--profile", "subset", "--jobs", jobs, "--report", target
+            capsys,
+            "check",
+            tree,
+            "--profile",
+            "subset",
+            "--jobs",
+            jobs,
+            "--report",
+            target,
+            "--no-cache",
         )
         assert rc == 1
         reports[jobs] = json.loads(target.read_text(encoding="utf-8"))

@@ -229,3 +229,9 @@ def test_integrity_mode_still_sees_a_damaged_copy(make_tree, defect):
     assert expected
     assert expected <= {f.check_id for f in integrity.active}
     assert integrity.exit_code == full.exit_code
+
+
+def test_report_schema_knows_every_mode():
+    from ctmd_validate.report import report_schema
+
+    assert set(report_schema()["properties"]["mode"]["enum"]) == set(MODES)

@@ -92,3 +92,97 @@ def pixel_range(ctx: CheckContext, sink: Sink) -> int:
                 actual=[hu_min[i], hu_max[i]],
             )
     return len(files)
+
+
+# --------------------------------------------------------------------------- fixity
+# Run with --manifest FILE (or `manifest verify`): the copy against the curators' hashes.
+
+
+def _discrepancies(ctx: CheckContext, kind: str, sink: Sink) -> int:
+    if ctx.fixity is None:
+        return 0
+    for d in ctx.fixity.discrepancies:
+        if d.kind != kind:
+            continue
+        sink.add(
+            _WORDS[kind].format(manifest=ctx.fixity.manifest),
+            path=d.path,
+            expected=d.expected,
+            actual=d.actual,
+        )
+    return ctx.fixity.files
+
+
+_WORDS = {
+    "integrity.missing_file": "listed in {manifest}, absent from the copy",
+    "integrity.extra_file": "in the copy, not listed in {manifest}",
+    "integrity.size": "size differs from {manifest}",
+    "integrity.checksum": "SHA-256 differs from {manifest}",
+}
+
+
+@check("integrity.missing_file", Severity.ERROR)
+def missing_file(ctx: CheckContext, sink: Sink) -> int:
+    """A file the manifest lists is not in the copy.
+
+    The download or the extraction lost it (a failed member, a disk that filled up, a
+    case deleted by hand). Every missing file is named, also when whole folders are gone.
+    Fix: re-download the file (or the case folder it belongs to) and verify again.
+    """
+    return _discrepancies(ctx, "integrity.missing_file", sink)
+
+
+@check("integrity.extra_file", Severity.ERROR)
+def extra_file(ctx: CheckContext, sink: Sink) -> int:
+    """The copy holds a file the manifest does not list.
+
+    A file added by hand, left by a tool (``.DS_Store``, a converted volume), or a copy
+    from another release. Fix: remove it, or build a new manifest if the copy is meant
+    to differ from the release (``ctmd-validate manifest build``).
+    """
+    return _discrepancies(ctx, "integrity.extra_file", sink)
+
+
+@check("integrity.size", Severity.ERROR)
+def size_mismatch(ctx: CheckContext, sink: Sink) -> int:
+    """A file's size differs from the one the manifest's sizes companion records.
+
+    A truncated download or a rewritten file; the checksum is not compared then (it must
+    differ). Found by ``--fast`` too, without reading any file. Fix: re-download the file.
+    """
+    return _discrepancies(ctx, "integrity.size", sink)
+
+
+@check("integrity.checksum", Severity.ERROR)
+def checksum_mismatch(ctx: CheckContext, sink: Sink) -> int:
+    """A file's SHA-256 differs from the manifest's, or the file could not be read.
+
+    The only check that sees every change to a file, including damage inside a compressed
+    pixel stream that still decodes. Fix: re-download the file; if it keeps differing,
+    the manifest belongs to another release.
+    """
+    return _discrepancies(ctx, "integrity.checksum", sink)
+
+
+@check("integrity.manifest", Severity.ERROR)
+def manifest_problems(ctx: CheckContext, sink: Sink) -> int:
+    """The manifest has lines that cannot be read, or the copy has entries it cannot compare.
+
+    A malformed line (not ``<64 hex digits>  <path>``), a path listed twice, an absolute
+    or ``..`` path, or a symbolic link, pipe or unreadable folder in the copy: none of
+    these is compared, so the verdict would say less than it seems. Fix: use the
+    manifest as published (or rebuild it with ``manifest build``); replace links in the
+    copy with the files themselves.
+    """
+    if ctx.fixity is None:
+        return 0
+    for problem in ctx.fixity.problems:
+        sink.add(f"{ctx.fixity.manifest}: {problem}", path=None)
+    for rel in ctx.fixity.skipped:
+        sink.add(
+            "not compared with the manifest: a link, a special file or a folder that "
+            "cannot be listed",
+            path=rel.rstrip("/") or rel,
+            severity=Severity.WARNING,
+        )
+    return 1
