@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import TextIO
 
 from . import __version__
+from .archive import is_archive
 from .cache import CACHE_ENV, RunCache
 from .catalogue import catalogue_markdown, update_block
 from .engine import MODES, validate
@@ -29,7 +30,7 @@ from .profiles import load_profile
 from .registry import REGISTRY, check_ids
 from .report import Report, check_report_target, write_atomic
 from .scan import ProgressFn
-from .synth import DEFECTS, LAYOUTS, SCALES, write_dataset
+from .synth import DEFECTS, LAYOUTS, SCALES, apply_defect, write_archive, write_dataset
 
 EXIT_OK, EXIT_FINDINGS, EXIT_CANNOT_RUN = 0, 1, 2
 
@@ -157,8 +158,10 @@ def _run_check(args: argparse.Namespace) -> int:
         if getattr(args, name) == "":
             raise CtmdError(f"{what} is empty: give a path (or '.' for the current folder)")
     root = Path(args.root)
-    if not root.is_dir():
-        raise CtmdError(f"dataset root is not a readable folder: {display(args.root)}")
+    if not root.is_dir() and not is_archive(root):
+        raise CtmdError(
+            f"dataset root is not a readable folder or zip archive: {display(args.root)}"
+        )
     if args.report not in (None, "-"):
         check_report_target(args.report, root, args.labels)  # before any scanning
     if args.html is not None:
@@ -179,6 +182,7 @@ def _run_check(args: argparse.Namespace) -> int:
             cache=None if args.no_cache else RunCache(),
             manifest=args.manifest,
             fast=args.fast,
+            archive_md5=getattr(args, "archive_md5", None),
         )
     where = _write_report(report, args.report, args.labels)
     html_at = None
@@ -229,11 +233,13 @@ def _run_manifest_verify(args: argparse.Namespace) -> int:
 def _run_synth(args: argparse.Namespace) -> int:
     if args.out == "":
         raise CtmdError("the output folder is empty: give a path (or '.' for the current folder)")
+    defects = args.defect or ()
+    zipped = [d for d in defects if DEFECTS[d].archive]
     root = write_dataset(
         args.out,
         scale=args.scale,
         layout=args.layout,
-        defects=args.defect or (),
+        defects=[d for d in defects if not DEFECTS[d].archive],
         seed=args.seed,
         jobs=args.jobs,
     )
@@ -242,7 +248,12 @@ def _run_synth(args: argparse.Namespace) -> int:
         f"wrote a synthetic COVID-CT-MD tree ({args.scale}, {args.layout} layout, "
         f"{n} DICOM files) to {display(str(root))}"
     )
-    for name in args.defect or ():
+    if zipped:
+        archive = write_archive(root, root.with_name(root.name + ".zip"))
+        for name in zipped:
+            apply_defect(archive, name)
+        out(f"and zipped it to {display(str(archive))}")
+    for name in defects:
         out(f"  defect {name}: {DEFECTS[name].description}")
     return EXIT_OK
 
@@ -328,7 +339,11 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("check", help="validate a dataset folder")
-    p.add_argument("root", help="dataset root (class folders directly or one folder below)")
+    p.add_argument(
+        "root",
+        help="dataset root (class folders directly or one folder below), or the zip archive "
+        "as downloaded (read member by member, never extracted)",
+    )
     p.add_argument(
         "--profile",
         default="release",
@@ -368,6 +383,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _add_manifest_options(p, positional=False)
     p.add_argument("--html", metavar="FILE", help="also write a self-contained HTML report")
+    p.add_argument(
+        "--archive-md5",
+        nargs="?",
+        const="published",
+        metavar="MD5",
+        help="ROOT is the zip as downloaded: compare its MD5 with MD5 (default: the published "
+        "one, and its size)",
+    )
     p.add_argument(
         "--deep",
         action="store_true",
@@ -454,7 +477,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--defect",
         action="append",
-        choices=sorted(DEFECTS),
+        choices=sorted(n for n, d in DEFECTS.items() if not d.archive),
         metavar="NAME",
         help="inject a defect to see what findings look like",
     )

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import functools
 import os
+import re
 import time
 from collections.abc import Iterable
 
 from . import checks  # noqa: F401  (registers the checks: a cached run runs none)
+from .archive import archive_md5 as archive_md5_of
+from .archive import is_archive
 from .baseline import Baseline, load_baseline, mark_known
 from .cache import Cached, RunCache
 from .config import Config, load_config
@@ -36,7 +39,7 @@ FIXITY_IDS = (
 )
 MODES: dict[str, tuple[str, ...] | None] = {
     "full": None,
-    "integrity": ("integrity.*", "structure.*", "counts.*", "dicom.unreadable"),
+    "integrity": ("integrity.*", "archive.*", "structure.*", "counts.*", "dicom.unreadable"),
     "fixity": FIXITY_IDS,
 }
 
@@ -116,6 +119,7 @@ def validate(
     cache: RunCache | None = None,
     manifest: str | os.PathLike[str] | None = None,
     fast: bool = False,
+    archive_md5: str | None = None,
 ) -> Report:
     """Validate the dataset at ``root``: one scan, every check, one report.
 
@@ -126,7 +130,9 @@ def validate(
     are known (listed, not counted); ``mode``: ``full`` or ``integrity``; ``deep``: decode
     every frame (the ``integrity.pixel`` checks); ``cache``: reuse the scan and results of
     an earlier run over the unchanged tree (:mod:`ctmd_validate.cache`); ``manifest``:
-    compare the copy with a BagIt/sha256sum manifest (``fast``: sizes only).
+    compare the copy with a BagIt/sha256sum manifest (``fast``: sizes only);
+    ``archive_md5``: ROOT is the zip as downloaded, compared with this MD5 (``"published"``:
+    the profile's published MD5 and size).
     """
     prof = profile if isinstance(profile, Profile) else load_profile(profile)
     cfg = config if isinstance(config, Config) else load_config(config)
@@ -136,12 +142,21 @@ def validate(
     fixity = None
     if manifest is not None:
         if not os.path.isdir(root):
-            raise CtmdError(f"dataset root is not a readable folder: {display(os.fspath(root))}")
+            raise CtmdError(
+                f"--manifest compares a folder: {display(os.fspath(root))} is none (for the "
+                "archive as downloaded, use --archive-md5)"
+            )
         fixity = verify(root, manifest, fast=fast, jobs=jobs)
+    md5 = _archive_md5(root, archive_md5, prof) if archive_md5 is not None else None
     finish = functools.partial(_report, config=cfg, policy=pol, baseline=base, mode=mode)
     labels = None if labels_dir is None else os.fspath(labels_dir)
     entry = None
-    if cache is not None and not show_values and cache.usable_for(os.fspath(root), labels):
+    if (
+        cache is not None
+        and not show_values
+        and os.path.isdir(root)  # an archive is read anew: its members have no stat of their own
+        and cache.usable_for(os.fspath(root), labels)
+    ):
         entry = cache.key(
             os.fspath(root),
             labels_dir=labels,
@@ -159,17 +174,38 @@ def validate(
                 r for r in hit.results if r.check_id in wanted and r.check_id not in FIXITY_IDS
             ]
             # the manifest is compared anew each run: that is what it is for
-            ctx = CheckContext(hit.scan, prof, pol, show_values, fixity)
+            ctx = CheckContext(hit.scan, prof, pol, show_values, fixity, md5)
             results += run_checks(ctx, [i for i in FIXITY_IDS if i in wanted])
             results.sort(key=lambda r: r.check_id)
             return finish(hit.scan, results, hit.redact)
     scanned = scan(root, prof, jobs=jobs, progress=progress, labels_dir=labels_dir, deep=deep)
-    ctx = CheckContext(scanned, prof, pol, show_values, fixity)
+    ctx = CheckContext(scanned, prof, pol, show_values, fixity, md5)
     results = run_checks(ctx, ids)
     redact = frozenset() if show_values else identifying_values(scanned, pol)
     if entry is not None and cache is not None and ids is None:  # only a full run is kept
         cache.store(*entry, Cached(scanned, results, redact))
     return finish(scanned, results, redact)
+
+
+def _archive_md5(
+    root: str | os.PathLike[str], value: str, profile: Profile
+) -> tuple[str, str, int | None, int]:
+    """(expected, actual, expected size, actual size) of the archive at ``root``."""
+    if not is_archive(root):
+        raise CtmdError(
+            f"--archive-md5 compares the archive as downloaded: {display(os.fspath(root))} "
+            "is not a zip file"
+        )
+    expected_size = None
+    if value == "published":
+        if profile.published.archive_md5 is None:
+            raise CtmdError(f"profile '{profile.name}' publishes no archive MD5: give one")
+        expected, expected_size = profile.published.archive_md5, profile.published.archive_size
+    elif re.fullmatch(r"[0-9a-fA-F]{32}", value):
+        expected = value.lower()
+    else:
+        raise CtmdError("--archive-md5 takes 32 hexadecimal digits (or nothing: the published)")
+    return expected, archive_md5_of(root), expected_size, os.path.getsize(root)
 
 
 def hit_ids(hit: Cached) -> list[str]:

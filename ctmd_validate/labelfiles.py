@@ -23,6 +23,7 @@ from typing import Any, BinaryIO
 import numpy as np
 import pandas as pd
 
+from .archive import Archive, MemberPath
 from .paths import Confined, LinkState, display, sanitize_message
 from .profiles import LabelSpec, Profile
 from .tables import INDEX_FIELDS
@@ -110,7 +111,7 @@ def _short(shape: tuple[int, ...]) -> str:
     return "(" + ", ".join(dims) + ("," if len(dims) == 1 else "") + ")"
 
 
-def _reason(exc: BaseException, path: Path) -> str:
+def _reason(exc: BaseException, path: Path | MemberPath) -> str:
     """An exception as report text: its type and wording, no quoted value, no file name."""
     return sanitize_message(f"{type(exc).__name__}: {exc}", str(path))
 
@@ -120,7 +121,7 @@ def single_name(name: str) -> bool:
     return bool(name) and name not in (".", "..") and not any(c in name for c in "/\\\0")
 
 
-def read_npy(path: Path) -> tuple[np.ndarray | None, str | None]:
+def read_npy(path: Path | MemberPath) -> tuple[np.ndarray | None, str | None]:
     """An ``.npy`` file's array, or ``None`` and why not. Never unpickles, never raises.
 
     Never warns either: numpy parses the header with ``ast``, whose syntax warnings quote
@@ -131,7 +132,7 @@ def read_npy(path: Path) -> tuple[np.ndarray | None, str | None]:
         return _read_npy(path)
 
 
-def _read_npy(path: Path) -> tuple[np.ndarray | None, str | None]:
+def _read_npy(path: Path | MemberPath) -> tuple[np.ndarray | None, str | None]:
     try:
         size = path.stat().st_size
         with path.open("rb") as fh:
@@ -148,28 +149,30 @@ def _read_npy(path: Path) -> tuple[np.ndarray | None, str | None]:
             else:
                 return None, f"unsupported .npy format version {version[0]}.{version[1]}"
             offset = fh.tell()
-        if dtype.hasobject:
-            return None, (
-                f"holds Python objects (dtype {dtype}): loading it would unpickle code; not loaded"
-            )
-        if dtype.kind not in "biuf":
-            return None, f"dtype {dtype} is not numeric: not a label array"
-        if any(int(d) < 0 for d in shape):
-            return None, f"header declares a negative dimension: shape {_short(shape)}"
-        # every dimension bounded, not only the product: (0, 10**30) holds no data but
-        # still overflows numpy's own size arithmetic
-        if any(int(d) * dtype.itemsize > MAX_ARRAY_BYTES for d in shape):
-            return None, f"header declares an absurd dimension: shape {_short(shape)}"
-        # Python integers: an absurd declared shape must not overflow or wrap around
-        expected = math.prod(int(d) for d in shape) * dtype.itemsize
-        if expected > MAX_ARRAY_BYTES:
-            return None, f"header declares {expected} bytes of data, more than a label array"
-        actual = size - offset
-        if actual < expected:
-            return None, f"truncated: {actual} of {expected} data bytes"
-        if actual > expected:
-            return None, f"{actual - expected} unexpected bytes after the array data"
-        array = np.load(path, allow_pickle=False)
+            if dtype.hasobject:
+                return None, (
+                    f"holds Python objects (dtype {dtype}): loading it would unpickle code; "
+                    "not loaded"
+                )
+            if dtype.kind not in "biuf":
+                return None, f"dtype {dtype} is not numeric: not a label array"
+            if any(int(d) < 0 for d in shape):
+                return None, f"header declares a negative dimension: shape {_short(shape)}"
+            # every dimension bounded, not only the product: (0, 10**30) holds no data but
+            # still overflows numpy's own size arithmetic
+            if any(int(d) * dtype.itemsize > MAX_ARRAY_BYTES for d in shape):
+                return None, f"header declares an absurd dimension: shape {_short(shape)}"
+            # Python integers: an absurd declared shape must not overflow or wrap around
+            expected = math.prod(int(d) for d in shape) * dtype.itemsize
+            if expected > MAX_ARRAY_BYTES:
+                return None, f"header declares {expected} bytes of data, more than a label array"
+            actual = size - offset
+            if actual < expected:
+                return None, f"truncated: {actual} of {expected} data bytes"
+            if actual > expected:
+                return None, f"{actual - expected} unexpected bytes after the array data"
+            fh.seek(0)  # the file already open: never opened twice
+            array = np.load(fh, allow_pickle=False)
     except Exception as exc:  # any damaged header (struct, tokenize, IndexError …) is a finding
         return None, f"cannot be read: {_reason(exc, path)}"
     if not isinstance(array, np.ndarray):
@@ -177,7 +180,7 @@ def _read_npy(path: Path) -> tuple[np.ndarray | None, str | None]:
     return array, None
 
 
-def read_index(path: Path, columns: tuple[str, ...]) -> IndexFile:
+def read_index(path: Path | MemberPath, columns: tuple[str, ...]) -> IndexFile:
     """Parse ``Index.csv`` into text rows; malformed lines are recorded, not fatal."""
     name = path.name
     try:
@@ -308,3 +311,50 @@ def load_labels(
                 item = LabelArray(version.name, level, name, display(name), error=error)
             arrays[(version.name, level)] = item
     return LabelFiles(_shown(folder, root), index, arrays)
+
+
+def load_archive_labels(archive: Archive, profile: Profile, layout_dirs: list[str]) -> LabelFiles:
+    """:func:`load_labels` for a zip archive: the label files are members, read in memory.
+
+    The top of the archive when it holds any label file, else the first layout folder that
+    does (``layout_dirs``: member folder paths). Members were vetted when the archive was
+    opened (no links, no ``..``), so no name can lead outside it.
+    """
+    spec = profile.labels
+    names = [n for n in spec.file_names if single_name(n)]
+    folder: tuple[str, ...] = ()
+    for candidate in ("", *layout_dirs):
+        parts = tuple(candidate.split("/")) if candidate else ()
+        if any(archive.member(parts, n) for n in names):
+            folder = parts
+            break
+
+    def member(name: str) -> MemberPath | None:
+        found = archive.member(folder, name) if single_name(name) else None
+        return None if found is None else MemberPath(archive.path, found)
+
+    def shown(name: str) -> str:
+        return display("/".join((*folder, name)))
+
+    index_path = member(spec.index)
+    if index_path is None:
+        index = IndexFile(spec.index, None)
+    else:
+        try:
+            index = replace(read_index(index_path, spec.index_columns), path=shown(spec.index))
+        except Exception as exc:  # a bug met on a damaged file must not end the run
+            index = IndexFile(
+                spec.index, shown(spec.index), error=f"cannot be read: {_reason(exc, index_path)}"
+            )
+    arrays: dict[tuple[str, str], LabelArray] = {}
+    for version in spec.versions:
+        for level, name in (("slice", version.slice_file), ("lobe", version.lobe_file)):
+            path = member(name)
+            if path is None:
+                arrays[(version.name, level)] = LabelArray(version.name, level, name, None)
+                continue
+            array, error = read_npy(path)
+            arrays[(version.name, level)] = LabelArray(
+                version.name, level, name, shown(name), array, error
+            )
+    return LabelFiles(display("/".join(folder)) or ".", index, arrays)

@@ -163,6 +163,9 @@ class Published:
     non_infected_classes: tuple[str, ...] = ()
     age_tolerance: float = 0.1
     demographics: dict[str, Demographics] = field(default_factory=dict)
+    #: the archive as published (``check ARCHIVE.zip --archive-md5``): MD5 and size
+    archive_md5: str | None = None
+    archive_size: int | None = None
 
 
 @dataclass(frozen=True)
@@ -366,6 +369,8 @@ def _published(
         non_infected_classes=tuple(data.get("non_infected_classes", ())),
         age_tolerance=float(data.get("age_tolerance", 0.1)),
         demographics=demo,
+        archive_md5=data.get("archive_md5"),
+        archive_size=None if data.get("archive_size") is None else int(data["archive_size"]),
     )
     known = list(classes)
     for table in ("labelled", "demographics"):

@@ -32,7 +32,8 @@ class CheckContext:
     """What every check may read: the scan tables, the profile and the de-id policy.
 
     ``show_values``: the user explicitly asked to see identifying values in findings;
-    ``fixity``: the tree compared with a manifest (``--manifest``), when one was given.
+    ``fixity``: the tree compared with a manifest (``--manifest``), when one was given;
+    ``archive_md5``: the archive's sum against the published one.
     """
 
     scan: ScanResult
@@ -40,6 +41,8 @@ class CheckContext:
     policy: Policy = field(default_factory=load_policy)
     show_values: bool = False
     fixity: Verification | None = None
+    #: ``--archive-md5``: (expected MD5, actual MD5, expected size or None, actual size)
+    archive_md5: tuple[str, str, int | None, int] | None = None
 
     @property
     def absent(self) -> Severity:

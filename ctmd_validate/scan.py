@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import fnmatch
 import functools
+import io
 import logging
 import os
 import re
@@ -37,8 +38,9 @@ from pydicom.uid import UID, DeflatedExplicitVRLittleEndian
 from pydicom.values import converters
 
 from . import tables
+from .archive import Archive, is_archive, read_member
 from .errors import CtmdError
-from .labelfiles import LabelFiles, load_labels
+from .labelfiles import LabelFiles, load_archive_labels, load_labels
 from .paths import Confined, LinkState, contains, display, sanitize_message
 from .pixels import decode_into
 from .profiles import Profile
@@ -153,6 +155,8 @@ class ScanResult:
     deep: bool = False
     #: taken from the run cache: the tree was unchanged since an earlier run
     cached: bool = False
+    #: the root is this zip archive (its members were read, never extracted)
+    archive: Archive | None = None
     #: class-folder spellings found deeper than the layout allows (relative paths)
     deeper_class_dirs: tuple[str, ...] = ()
     #: sanitised library warnings of the scan that concern no single image file
@@ -547,10 +551,13 @@ class _Collect(logging.Handler):
             self.messages.append("a pydicom log message that could not be formatted")
 
 
-def read_header(path: str, deep: bool = False) -> tuple[dict[str, Any], list[tuple[Any, ...]]]:
+def read_header(
+    path: str, deep: bool = False, archive: str | None = None
+) -> tuple[dict[str, Any], list[tuple[Any, ...]]]:
     """Parse one file's header once; never raises, never lets a library print.
 
     ``deep``: decode its Pixel Data as well (``pixel_status``, ``stored_min``/``_max``).
+    ``archive``: ``path`` is a member of this zip archive, read into memory (CRC checked).
 
     Returns the file's row (``status`` is ``ok``, ``not_dicom`` or ``unreadable`` with an
     ``error``; ``warnings`` holds what the parser had to work around, sanitised) and its
@@ -563,7 +570,10 @@ def read_header(path: str, deep: bool = False) -> tuple[dict[str, Any], list[tup
     notes: list[str] = []
     try:
         with captured(notes, path):
-            _read_into(path, row, elements, top, deep)
+            if archive is None:
+                _read_into(path, row, elements, top, deep)
+            else:
+                _read_member_into(archive, path, row, elements, top, deep)
     except HeaderTooLarge as exc:
         row["status"] = "unreadable"
         row["error"] = f"header too large: {exc} before the Pixel Data; not parsed further"
@@ -620,26 +630,55 @@ def _read_into(
         row["error"] = "not a regular file (a pipe, socket or device)"
         return
     with os.fdopen(fd, "rb") as fp:
-        size = st.st_size
-        row["size"] = size
-        head = fp.read(132)
-        if len(head) < 132 or head[128:132] != b"DICM":
-            row["status"] = "not_dicom"
-            row["error"] = (
-                "empty file" if size == 0 else "no DICOM Part 10 preamble ('DICM' at byte 128)"
-            )
-            row["name_tokens"] = _name_tokens(fp, path) if size else None
-            return
-        try:
-            parsed = _parse(fp, size, row, deep)
-            if parsed is not None:
-                _walk(parsed[0], "", 0, elements, top)
-                _walk(parsed[1], "", 0, elements, top)
-        except Exception:
-            row["name_tokens"] = _name_tokens(fp, path)
-            raise
-        if row["status"] != "ok":
-            row["name_tokens"] = _name_tokens(fp, path)
+        _read_fp(fp, st.st_size, path, row, elements, top, deep)
+
+
+def _read_member_into(
+    archive: str,
+    member: str,
+    row: dict[str, Any],
+    elements: list[tuple[Any, ...]],
+    top: dict[int, Any],
+    deep: bool,
+) -> None:
+    """:func:`_read_into` for a member of a zip archive: read into memory, never to disk."""
+    try:
+        data = read_member(archive, member)
+    except OSError as exc:
+        row["status"] = "unreadable"
+        row["error"] = str(exc)
+        return
+    _read_fp(io.BytesIO(data), len(data), member, row, elements, top, deep)
+
+
+def _read_fp(
+    fp: BinaryIO,
+    size: int,
+    path: str,
+    row: dict[str, Any],
+    elements: list[tuple[Any, ...]],
+    top: dict[int, Any],
+    deep: bool,
+) -> None:
+    row["size"] = size
+    head = fp.read(132)
+    if len(head) < 132 or head[128:132] != b"DICM":
+        row["status"] = "not_dicom"
+        row["error"] = (
+            "empty file" if size == 0 else "no DICOM Part 10 preamble ('DICM' at byte 128)"
+        )
+        row["name_tokens"] = _name_tokens(fp, path) if size else None
+        return
+    try:
+        parsed = _parse(fp, size, row, deep)
+        if parsed is not None:
+            _walk(parsed[0], "", 0, elements, top)
+            _walk(parsed[1], "", 0, elements, top)
+    except Exception:
+        row["name_tokens"] = _name_tokens(fp, path)
+        raise
+    if row["status"] != "ok":
+        row["name_tokens"] = _name_tokens(fp, path)
 
 
 #: How much of an unreadable file's start is searched for the parts of its own name.
@@ -685,7 +724,9 @@ ELEMENT_COLUMNS = ("file_idx", "path", "tag", "depth", "vr", "length", "value")
 _Chunk = tuple[list[dict[str, Any]], dict[str, list[Any]]]
 
 
-def _read_chunk(items: list[tuple[int, str | None]], deep: bool = False) -> _Chunk:
+def _read_chunk(
+    items: list[tuple[int, str | None]], deep: bool = False, archive: str | None = None
+) -> _Chunk:
     """Parse a chunk of files; elements come back as columns (cheap to send and to stack)."""
     rows: list[dict[str, Any]] = []
     columns: dict[str, list[Any]] = {c: [] for c in ELEMENT_COLUMNS}
@@ -695,7 +736,7 @@ def _read_chunk(items: list[tuple[int, str | None]], deep: bool = False) -> _Chu
             row["error"] = "broken symbolic link: its target does not exist"
             elements: list[tuple[Any, ...]] = []
         else:
-            row, elements = read_header(path, deep)
+            row, elements = read_header(path, deep, archive)
         row["file_idx"] = idx
         rows.append(row)
         if elements and row["status"] == "ok":  # an unreadable file contributes no elements
@@ -738,6 +779,8 @@ class _Walk:
     layout_dirs: list[_Dir] = field(default_factory=list)
     deeper: list[str] = field(default_factory=list)
     probed: int = 0
+    #: the tree is the members of this zip archive (``_Dir.real``: a member folder path)
+    archive: Archive | None = None
 
     def rel(self, path: Path) -> str:
         return display(path.relative_to(self.root).as_posix())
@@ -759,7 +802,7 @@ class _Walk:
         tokens = None
         if real is not None and self.probed < MAX_PROBED:
             self.probed += 1
-            tokens = _probe_name_tokens(real)
+            tokens = self._probe(real)
         self.entries.append(
             {
                 "path": self.rel(path),
@@ -771,8 +814,23 @@ class _Walk:
             }
         )
 
+    def _probe(self, real: str) -> str | None:
+        if self.archive is None:
+            return _probe_name_tokens(real)
+        try:
+            head = read_member(self.archive.path, real, head=NAME_PROBE)
+        except OSError:
+            return None
+        return _name_tokens(io.BytesIO(head), real)
+
     def listdir(self, folder: _Dir) -> list[_Entry]:
         """The entries of a (real) folder, each link resolved without leaving the root."""
+        if self.archive is not None:  # members: no links (refused when the archive was read)
+            parts = tuple(folder.real.split("/")) if folder.real else ()
+            return [
+                _Entry(name, folder.shown / name, member or "/".join((*parts, name)), not member)
+                for name, member in self.archive.children(parts)
+            ]
         try:
             with os.scandir(folder.real) as it:
                 raw = sorted(it, key=lambda e: e.name)
@@ -888,8 +946,9 @@ def _find_class_dirs(walk: _Walk, profile: Profile) -> tuple[list[tuple[_Entry, 
     return found, sorted(layout.values(), key=lambda d: (len(d.shown.parts), d.shown))
 
 
-def _walk_tree(root: Path, profile: Profile) -> _Walk:
-    walk = _Walk(Confined.at(root), root)
+def _walk_tree(root: Path, profile: Profile, archive: Archive | None = None) -> _Walk:
+    confined = Confined("") if archive is not None else Confined.at(root)
+    walk = _Walk(confined, root, archive=archive)
     class_dirs, layout_dirs = _find_class_dirs(walk, profile)
     class_paths = {e.shown for e, _ in class_dirs}
     layout_paths = {d.shown for d in layout_dirs}
@@ -980,10 +1039,14 @@ def _chunks(
 
 
 def _parse_all(
-    paths: list[str | None], jobs: int, progress: ProgressFn | None, deep: bool = False
+    paths: list[str | None],
+    jobs: int,
+    progress: ProgressFn | None,
+    deep: bool = False,
+    archive: str | None = None,
 ) -> Iterable[_Chunk]:
     total = len(paths)
-    read = functools.partial(_read_chunk, deep=deep)
+    read = functools.partial(_read_chunk, deep=deep, archive=archive)
     items = list(enumerate(paths))
     if progress:
         progress(0, total)
@@ -1029,26 +1092,37 @@ def scan(
     """
     started = time.perf_counter()
     root_path = Path(root)
-    if not root_path.is_dir():
-        raise CtmdError(f"dataset root is not a readable folder: {display(str(root_path))}")
-    try:
-        os.listdir(root_path)
-    except OSError as exc:
+    archive = None
+    if is_archive(root_path):
+        if labels_dir is not None:
+            raise CtmdError("--labels cannot be used with an archive: the labels are inside it")
+        archive = Archive.open(root_path)
+    elif not root_path.is_dir():
         raise CtmdError(
-            f"cannot list dataset root {display(str(root_path))}: {exc.strerror}"
-        ) from exc
+            f"dataset root is not a readable folder or zip archive: {display(str(root_path))}"
+        )
+    else:
+        try:
+            os.listdir(root_path)
+        except OSError as exc:
+            raise CtmdError(
+                f"cannot list dataset root {display(str(root_path))}: {exc.strerror}"
+            ) from exc
     if labels_dir is not None and not Path(labels_dir).is_dir():
         raise CtmdError(f"labels folder is not a readable folder: {display(str(labels_dir))}")
     root_path = Path(os.path.realpath(root_path))
     jobs = max(1, jobs or os.cpu_count() or 1)
     notes: list[str] = []
     with captured(notes, str(root_path)):
-        walk = _walk_tree(root_path, profile)
+        walk = _walk_tree(root_path, profile, archive)
         file_rows, element_columns = _parse_files(walk, jobs, progress, deep)
         files = tables.make_files(file_rows)
-        labels = load_labels(
-            root_path, profile, labels_dir, [Path(d.real) for d in walk.layout_dirs]
-        )
+        if archive is None:
+            labels = load_labels(
+                root_path, profile, labels_dir, [Path(d.real) for d in walk.layout_dirs]
+            )
+        else:
+            labels = load_archive_labels(archive, profile, [d.real for d in walk.layout_dirs])
         result = ScanResult(
             root=root_path,
             profile=profile,
@@ -1061,6 +1135,7 @@ def scan(
             deeper_class_dirs=tuple(walk.deeper),
             jobs=jobs,
             deep=deep,
+            archive=archive,
         )
     result.notes = tuple(notes)
     result.seconds = time.perf_counter() - started
@@ -1074,7 +1149,8 @@ def _parse_files(
     file_rows: list[dict[str, Any]] = []
     element_columns: dict[str, list[Any]] = {c: [] for c in ELEMENT_COLUMNS}
     paths = [c["abspath"] for c in walk.candidates]
-    for rows, columns in _parse_all(paths, jobs, progress, deep):
+    archive = walk.archive.path if walk.archive is not None else None
+    for rows, columns in _parse_all(paths, jobs, progress, deep, archive):
         for row in rows:
             cand = walk.candidates[row["file_idx"]]
             if row["status"] == "not_dicom" and not cand["suffix_ok"]:

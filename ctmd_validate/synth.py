@@ -15,6 +15,7 @@ import os
 import shutil
 import struct
 import warnings
+import zipfile
 import zlib
 from collections.abc import Callable, Iterable
 from concurrent.futures import ProcessPoolExecutor
@@ -441,6 +442,8 @@ class Defect:
     deep: bool = False
     #: judged against a manifest of the clean tree, built before the defect is applied
     manifest: bool = False
+    #: applied to the tree zipped (:func:`write_archive`), judged with the clean zip's MD5
+    archive: bool = False
 
 
 DEFECTS: dict[str, Defect] = {}
@@ -454,9 +457,12 @@ def _defect(
     *,
     deep: bool = False,
     manifest: bool = False,
+    archive: bool = False,
 ) -> Callable[[Callable[[Path], None]], Callable[[Path], None]]:
     def register(func: Callable[[Path], None]) -> Callable[[Path], None]:
-        DEFECTS[name] = Defect(name, description, func, frozenset(fires), profile, deep, manifest)
+        DEFECTS[name] = Defect(
+            name, description, func, frozenset(fires), profile, deep, manifest, archive
+        )
         return func
 
     return register
@@ -1610,3 +1616,62 @@ def _fixity_truncated(root: Path) -> None:
 )
 def _fixity_link(root: Path) -> None:
     _symlink_inside(root)
+
+
+# --------------------------------------------------------------------------- archive defects
+# Applied to the tree zipped as the publisher would (write_archive), judged with the MD5 of
+# the clean zip: any change to the archive also changes its MD5 (archive.md5).
+
+
+def write_archive(tree: str | os.PathLike[str], out: str | os.PathLike[str]) -> Path:
+    """Zip ``tree`` (members relative to it, folders included, deflated) to ``out``."""
+    tree, out = Path(tree), Path(out)
+    with zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as zf:
+        for path in sorted(tree.rglob("*")):
+            rel = path.relative_to(tree).as_posix()
+            if path.is_dir():
+                zf.writestr(rel + "/", b"")
+            else:
+                zf.write(path, rel)
+    return out
+
+
+@_defect(
+    "archive-zip-slip",
+    "add a member '../evil.dcm' to the archive (an extraction would write outside)",
+    {"archive.unsafe_member", "archive.md5"},
+    archive=True,
+)
+def _archive_zip_slip(archive: Path) -> None:
+    with zipfile.ZipFile(archive, "a") as zf:
+        zf.writestr("../evil.dcm", b"DICM" * 64)
+
+
+@_defect(
+    "archive-truncated",
+    "cut the archive in half, as a download that stopped early",
+    {
+        "archive.unreadable",
+        "archive.md5",
+        "structure.no_dataset",
+        "structure.class_dir.missing",
+        "structure.case_dir.missing",
+        "counts.class",
+        "labels.file.missing",
+    },
+    archive=True,
+)
+def _archive_truncated(archive: Path) -> None:
+    data = archive.read_bytes()
+    archive.write_bytes(data[: len(data) // 2])
+
+
+@_defect(
+    "archive-comment",
+    "change the archive's comment: every member intact, the file not the published one",
+    {"archive.md5"},
+    archive=True,
+)
+def _archive_comment(archive: Path) -> None:
+    with zipfile.ZipFile(archive, "a") as zf:
+        zf.comment = b"repacked"

@@ -19,9 +19,13 @@ from ctmd_validate.profiles import ManifestCase
 
 REPO = Path(__file__).resolve().parent.parent
 SAMPLE_ENV = "CTMD_SAMPLE_ROOT"
-#: Checks that examine nothing unless asked: --deep (pixels) and --manifest (fixity).
+#: Checks that examine nothing unless asked: --deep (pixels), --manifest (fixity), an
+#: archive as ROOT and --archive-md5.
 NEED_AN_OPTION = frozenset(
     {
+        "archive.md5",
+        "archive.unreadable",
+        "archive.unsafe_member",
         "integrity.pixel.decode",
         "integrity.pixel.range",
         "integrity.checksum",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from . import (
+    archive,
     conformance,
     counts,
     deid,
@@ -15,6 +16,7 @@ from . import (
 )
 
 __all__ = [
+    "archive",
     "conformance",
     "counts",
     "deid",
