@@ -494,3 +494,23 @@ def test_release_profile_reports_absent_cases_as_errors(sample_root):
     counts = findings_of(report, "counts.class")
     assert len(counts) == 3
     assert all(f.severity is Severity.ERROR for f in counts)
+
+
+def test_judged_against_its_own_report_the_sample_is_valid(sample_root, sample_report, tmp_path):
+    """The consumer's baseline workflow on real data: the release's own defects are known."""
+    baseline = tmp_path / "release-report.json"
+    baseline.write_text(sample_report.dumps(), encoding="utf-8")
+    again = validate(sample_root, "subset", jobs=2, baseline=baseline)
+    assert again.valid
+    assert len(again.known) == len([f for f in sample_report.findings if f.waived is None])
+    assert again.to_json()["summary"]["known"] == len(again.known)
+
+
+def test_integrity_mode_keeps_only_the_copys_own_findings(sample_root, sample_report):
+    """The release's de-identification and conformance findings are not the copy's."""
+    report = validate(sample_root, "subset", jobs=2, mode="integrity")
+    ran = {r.check_id for r in report.results}
+    assert not any(i.startswith(("deid.", "geometry.", "labels.", "demographics.")) for i in ran)
+    full = {(f.check_id, f.path, f.message) for f in sample_report.active if f.check_id in ran}
+    assert {(f.check_id, f.path, f.message) for f in report.active} == full
+    assert report.count(Severity.ERROR) < sample_report.count(Severity.ERROR)
