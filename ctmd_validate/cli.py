@@ -379,7 +379,7 @@ def build_parser() -> argparse.ArgumentParser:
         choices=sorted(MODES),
         default="full",
         help="full: every check (default); integrity: is my copy complete and intact "
-        "(fixity, tree, counts, unreadable files, pixels)",
+        "(fixity, archive, tree, counts, unreadable files, pixels); fixity: the manifest only",
     )
     _add_manifest_options(p, positional=False)
     p.add_argument("--html", metavar="FILE", help="also write a self-contained HTML report")

@@ -169,7 +169,7 @@ def validate(
         if hit is not None and hit.scan.profile == prof:
             hit.scan.cached = True
             hit.scan.seconds = time.perf_counter() - started
-            wanted = set(ids or hit_ids(hit))
+            wanted = set(ids or _hit_ids(hit))
             results = [
                 r for r in hit.results if r.check_id in wanted and r.check_id not in FIXITY_IDS
             ]
@@ -208,6 +208,6 @@ def _archive_md5(
     return expected, archive_md5_of(root), expected_size, os.path.getsize(root)
 
 
-def hit_ids(hit: Cached) -> list[str]:
+def _hit_ids(hit: Cached) -> list[str]:
     """Every check id a cached full run holds, and the fixity checks."""
     return [r.check_id for r in hit.results] + list(FIXITY_IDS)

@@ -17,13 +17,13 @@ import hashlib
 import os
 import re
 import stat
-import tempfile
 import threading
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
 from pathlib import Path
 
+from ctmd_validate.atomic import write_atomic
 from ctmd_validate.errors import CtmdError
 from ctmd_validate.paths import contains, display
 
@@ -438,50 +438,12 @@ def _decode(raw: bytes) -> str:
     return _PERCENT.sub(lambda m: _UNPERCENT[m.group(1).lower()], text)
 
 
-def _umask() -> int:
-    """The process umask, read without changing it where the system allows."""
-    try:
-        with open("/proc/self/status", encoding="ascii") as fh:
-            for line in fh:
-                if line.startswith("Umask:"):
-                    return int(line.split()[1], 8)
-    except (OSError, ValueError, IndexError):
-        pass
-    mask = os.umask(0o022)
-    os.umask(mask)
-    return mask
-
-
 def _write_atomic(real: str, data: bytes) -> None:
-    """``data`` into ``real`` through a temporary file and a rename (mode as open() gives)."""
+    """``data`` into ``real``, all or nothing (:func:`ctmd_validate.atomic.write_atomic`)."""
     try:
-        st: os.stat_result | None = os.stat(real)
-    except (FileNotFoundError, NotADirectoryError):
-        st = None
-    if st is not None and not stat.S_ISREG(st.st_mode):
-        raise CtmdError(f"not a regular file, not replaced: {display(real)}")
-    mode = stat.S_IMODE(st.st_mode) & 0o777 if st is not None else 0o666 & ~_umask()
-    parent = os.path.dirname(real)
-    try:
-        os.makedirs(parent, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(real)}.", suffix=".tmp", dir=parent)
+        write_atomic(Path(real), data)
     except OSError as exc:
         raise CtmdError(f"cannot write {display(real)}: {_reason(exc)}") from exc
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            os.fchmod(fh.fileno(), mode)
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, real)
-    except OSError as exc:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise CtmdError(f"cannot write {display(real)}: {_reason(exc)}") from exc
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
 
 
 def write_manifest(

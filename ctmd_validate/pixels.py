@@ -41,11 +41,12 @@ _IMAGE_KEYWORDS = (
 )
 
 
-def _expected_bytes(ds: Dataset) -> int | None:
+def _frame_size(ds: Dataset) -> tuple[int, int] | None:
+    """(values, bytes) of all frames as the header declares them; None when it cannot say."""
     try:
         frames = int(ds.get("NumberOfFrames") or 1)
         values = int(ds.Rows) * int(ds.Columns) * int(ds.get("SamplesPerPixel") or 1) * frames
-        return values * max(1, int(ds.BitsAllocated) // 8)
+        return values, values * max(1, int(ds.BitsAllocated) // 8)
     except (AttributeError, TypeError, ValueError):
         return None
 
@@ -84,10 +85,11 @@ def _decode(
     encoding: tuple[bool, bool],
     row: dict[str, Any],
 ) -> None:
-    expected = _expected_bytes(ds)
-    if expected is None:
+    size_of = _frame_size(ds)
+    if size_of is None:
         row["pixel_error"] = "Rows, Columns or Bits Allocated missing: the frame size is unknown"
         return
+    values, expected = size_of
     if expected > MAX_PIXEL_BYTES or size - at > MAX_PIXEL_BYTES:
         row["pixel_error"] = f"larger than {MAX_PIXEL_BYTES >> 20} MiB: not decoded"
         return
@@ -117,8 +119,6 @@ def _decode(
     # the values as stored: pydicom would otherwise mask them to Bits Stored, hiding the
     # very values the range check looks for
     array, _ = get_decoder(tsuid).as_array(image, correct_unused_bits=False)
-    frames = int(ds.get("NumberOfFrames") or 1)
-    values = int(ds.Rows) * int(ds.Columns) * int(ds.get("SamplesPerPixel") or 1) * frames
     if array.size != values:
         row["pixel_error"] = f"decoded {array.size} values, the image has {values}"
         return

@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import contextlib
 import datetime as dt
 import json
 import os
 import re
 import stat
-import tempfile
 from collections import defaultdict
 from dataclasses import dataclass
 from functools import cache, cached_property
@@ -18,6 +16,7 @@ from typing import Any
 import jsonschema
 
 from . import __version__
+from .atomic import is_stream, own_fd, write_atomic
 from .config import Config
 from .errors import CtmdError
 from .findings import CheckResult, CheckStatus, Finding, Severity
@@ -55,39 +54,6 @@ def validate_report(data: dict[str, Any]) -> None:
     jsonschema.validate(data, report_schema(), format_checker=jsonschema.FormatChecker())
 
 
-#: Names of this process's open descriptors (``--report /dev/stdout``).
-_FD_ALIAS = re.compile(
-    r"/dev/(?:std(?P<std>in|out|err)|fd/(?P<fd>\d+))"
-    r"|/proc/(?:self|thread-self|(?P<pid>\d+))/fd/(?P<pfd>\d+)"
-)
-_STD_FDS = {"in": 0, "out": 1, "err": 2}
-
-
-def _own_fd(path: Path) -> int | None:
-    """The descriptor ``path`` names when it is one of this process's (``/dev/stdout``).
-
-    Such a report is written through the descriptor itself, as a shell redirection to
-    ``/dev/stdout`` is: opening the name anew would truncate a file behind it and write at
-    offset 0, over the summary printed to the same stream.
-    """
-    m = _FD_ALIAS.fullmatch(os.path.abspath(path))
-    if m is None or (m["pid"] is not None and int(m["pid"]) != os.getpid()):
-        return None
-    return _STD_FDS[m["std"]] if m["std"] else int(m["fd"] or m["pfd"])
-
-
-def _is_stream(path: Path) -> bool:
-    """True when ``path`` is a pipe or a character device (terminal, ``/dev/null``).
-
-    Written in place: a rename would put a regular file where the pipe or device was.
-    """
-    try:
-        mode = os.stat(path).st_mode
-    except (OSError, ValueError):
-        return False
-    return stat.S_ISFIFO(mode) or stat.S_ISCHR(mode)
-
-
 def check_report_target(
     target: str | os.PathLike[str],
     dataset_root: str | os.PathLike[str],
@@ -109,7 +75,7 @@ def check_report_target(
     for folder, what in ((dataset_root, "the dataset"), (labels_dir, "the labels folder")):
         if folder is not None and contains(os.path.realpath(folder), real):
             raise CtmdError(f"refusing to write the report inside {what}: {shown}")
-    fd = _own_fd(path)
+    fd = own_fd(path)
     if fd is not None:
         import fcntl  # POSIX only, as are the names that give a descriptor
 
@@ -120,7 +86,7 @@ def check_report_target(
         if flags & os.O_ACCMODE == os.O_RDONLY:
             raise CtmdError(f"cannot write the report to {shown}: open for reading only")
         return path
-    if _is_stream(path):
+    if is_stream(path):
         if not os.access(path, os.W_OK):
             raise CtmdError(f"cannot write the report: no write permission for {shown}")
         return path
@@ -153,62 +119,6 @@ def _number(value: Any) -> float | None:
     except (TypeError, ValueError):
         return None
     return round(number, 3) if number == number and abs(number) != float("inf") else None
-
-
-def _umask() -> int:
-    """The process umask, read without changing it where the system allows."""
-    try:
-        with open("/proc/self/status", encoding="ascii") as fh:
-            for line in fh:
-                if line.startswith("Umask:"):
-                    return int(line.split()[1], 8)
-    except (OSError, ValueError, IndexError):
-        pass
-    mask = os.umask(0o022)
-    os.umask(mask)
-    return mask
-
-
-def write_atomic(path: Path, text: str) -> None:
-    """Write ``text`` to ``path``: all or nothing for a file, in place for a stream.
-
-    A file goes through a temporary file and a rename. A link is resolved first, so the
-    file it names is replaced and the link stays. The new file gets the mode the old one
-    had, else ``0o666 & ~umask`` as ``open()`` would give (not mkstemp's 0600). A pipe or
-    device is written where it is (a rename would replace it), and ``/dev/stdout`` and
-    its kin through the process's own descriptor.
-    """
-    fd = _own_fd(path)
-    if fd is not None:
-        with os.fdopen(os.dup(fd), "w", encoding="utf-8") as fh:
-            fh.write(text)
-        return
-    if _is_stream(path):
-        with open(path, "w", encoding="utf-8") as fh:
-            fh.write(text)
-        return
-    real = Path(os.path.realpath(path))
-    try:
-        st: os.stat_result | None = os.stat(real)
-    except (FileNotFoundError, NotADirectoryError):
-        st = None
-    if st is not None and not stat.S_ISREG(st.st_mode):
-        shown = display(str(path))
-        raise CtmdError(f"the report path is not a file, a pipe or a terminal: {shown}")
-    mode = stat.S_IMODE(st.st_mode) & 0o777 if st is not None else 0o666 & ~_umask()
-    real.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{real.name}.", suffix=".tmp", dir=real.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            os.fchmod(fh.fileno(), mode)
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, real)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
 
 
 @dataclass

@@ -1080,6 +1080,9 @@ def scan(
 ) -> ScanResult:
     """Walk ``root`` once, parse every candidate DICOM header once, read the label files once.
 
+    ``root`` is a folder, or a zip archive whose members are read in memory, never
+    extracted (:mod:`ctmd_validate.archive`).
+
     ``deep``: decode every image's Pixel Data in the same pass (the integrity.pixel checks).
 
     ``labels_dir``: where ``Index.csv`` and the label arrays are (default: ROOT, else the
