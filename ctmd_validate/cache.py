@@ -35,7 +35,7 @@ from .scan import ScanResult
 __all__ = ["CACHE_ENV", "Cached", "RunCache", "default_cache_dir"]
 
 CACHE_ENV = "CTMD_CACHE_DIR"
-_FORMAT = b"ctmd-validate-run-cache-1"
+_FORMAT = b"ctmd-validate-run-cache-2"
 _PACKAGE = Path(__file__).resolve().parent
 
 
@@ -56,20 +56,24 @@ class Cached:
     redact: frozenset[str]
 
 
-def _stat_line(path: str, st: os.stat_result, root: str) -> bytes:
-    rel = os.path.relpath(path, root)
-    kind = stat.S_IFMT(st.st_mode)
+def _stat_line(path: str, st: os.stat_result, skip: int) -> bytes:
+    """One entry of the fingerprint; ``skip``: length of the root's path and its slash."""
     target = ""
     if stat.S_ISLNK(st.st_mode):
         with contextlib.suppress(OSError):
             target = os.readlink(path)
-    fields = (rel, kind, st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino, target)
-    return repr(fields).encode("utf-8", "surrogateescape") + b"\n"
+    # NUL-separated: no name holds one, so no two entries can read alike
+    line = (
+        f"{path[skip:]}\0{st.st_mode}\0{st.st_size}\0{st.st_mtime_ns}\0{st.st_ctime_ns}"
+        f"\0{st.st_ino}\0{target}\n"
+    )
+    return line.encode("utf-8", "surrogateescape")
 
 
 def _tree_digest(root: str, digest: hashlib._Hash, recursive: bool = True) -> None:
     """Feed ``lstat`` of every entry below ``root`` to ``digest``; links are not followed."""
     stack = [root]
+    skip = len(os.path.join(root, ""))
     while stack:
         folder = stack.pop()
         try:
@@ -84,7 +88,7 @@ def _tree_digest(root: str, digest: hashlib._Hash, recursive: bool = True) -> No
             except OSError:
                 digest.update(b"unstattable " + os.fsencode(entry.name) + b"\n")
                 continue
-            digest.update(_stat_line(entry.path, st, root))
+            digest.update(_stat_line(entry.path, st, skip))
             if recursive and stat.S_ISDIR(st.st_mode):
                 stack.append(entry.path)
         stack.sort(reverse=True)

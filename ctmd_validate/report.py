@@ -276,22 +276,24 @@ class Report:
             if f.case is not None:
                 counts[f.case][f.severity] += 1
         files = self.scan.readable
-        groups = dict(tuple(files.groupby("case_key"))) if len(files) else {}
+        columns = {
+            "rows": "rows",
+            "columns": "columns",
+            "slice_thickness": "slice_thickness",
+            "pixel_spacing": "pixel_spacing_0",
+        }
+        grouped = files.groupby("case_key")
+        medians = grouped[list(columns.values())].median() if len(files) else None
+        z = grouped["ipp_2"].agg(["min", "max"]) if len(files) else None
         out = []
         for row in self.scan.cases.itertuples():
-            group = groups.get(row.case_key)
             geometry: dict[str, Any] = {}
-            if group is not None:
-                z = group["ipp_2"].dropna()
-                for name, column in (
-                    ("rows", "rows"),
-                    ("columns", "columns"),
-                    ("slice_thickness", "slice_thickness"),
-                    ("pixel_spacing", "pixel_spacing_0"),
-                ):
-                    values = group[column].dropna()
-                    geometry[name] = _number(values.median()) if len(values) else None
-                geometry["z_extent"] = _number(z.max() - z.min()) if len(z) else None
+            if medians is not None and z is not None and row.case_key in medians.index:
+                for name, column in columns.items():
+                    geometry[name] = _number(medians.at[row.case_key, column])
+                geometry["z_extent"] = _number(
+                    z.at[row.case_key, "max"] - z.at[row.case_key, "min"]
+                )
             n = counts.get(row.case_id, {})
             out.append(
                 {
