@@ -17,6 +17,7 @@ from typing import Any
 
 import pytest
 
+from .archive import is_archive
 from .baseline import load_baseline
 from .cache import RunCache
 from .config import load_config
@@ -171,8 +172,10 @@ def pytest_configure(config: pytest.Config) -> None:
             flag = "--" + option.replace("_", "-")
             raise pytest.UsageError(f"{flag} is empty: give a path (or '.' for the current one)")
     path = Path(root)
-    if not path.is_dir():
-        raise pytest.UsageError(f"--dataset-root: not a folder: {display(str(path))}")
+    if not path.is_dir() and not is_archive(path):
+        raise pytest.UsageError(
+            f"--dataset-root: not a folder or zip archive: {display(str(path))}"
+        )
     labels = config.getoption("ctmd_labels")
     if labels and not Path(labels).is_dir():
         raise pytest.UsageError(f"--ctmd-labels: not a folder: {display(labels)}")

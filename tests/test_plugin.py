@@ -452,3 +452,14 @@ def test_failed_pytest_item_message_carries_the_fix(pytester, make_tree):
     )
     assert result.parseoutcomes()["failed"] == 3
     result.stdout.fnmatch_lines([f"Fix: {REGISTRY['counts.case_slices'].fix}"])
+
+
+def test_the_plugin_checks_an_archive_as_downloaded(pytester, make_tree, tmp_path):
+    from ctmd_validate.synth import apply_defect, write_archive
+
+    archive = write_archive(make_tree(), tmp_path / "COVID-CT-MD.zip")
+    apply_defect(archive, "archive-zip-slip")
+    result = pytester.runpytest_subprocess(
+        f"--dataset-root={archive}", "--ctmd-profile=subset", "-p", "no:cacheprovider", "-q"
+    )
+    result.stdout.fnmatch_lines(["*ctmd::archive.unsafe_member*", "*1 failed*"])
