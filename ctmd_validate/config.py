@@ -189,18 +189,14 @@ def _parse(sf: SettingsFile, known: frozenset[str]) -> Config:
     return Config(severity, waivers, sf.label)
 
 
-def load_config(path: str | Path | None, known_ids: Iterable[str] | None = None) -> Config:
+def load_config(path: str | Path | None, known_ids: Iterable[str]) -> Config:
     """Read a TOML or JSON config; ``None`` gives the empty config.
 
-    ``known_ids``: the check ids that ids and patterns are checked against (default: every
-    registered check). Any problem raises :class:`ConfigError` naming file, line and key.
+    ``known_ids``: the check ids that ids and patterns are checked against (the engine
+    passes the registry's). Any problem raises :class:`ConfigError` naming file, line and
+    key.
     """
     if path is None:
         return Config()
-    if known_ids is None:
-        from . import checks  # noqa: F401  (registers the check ids)
-        from .registry import REGISTRY
-
-        known_ids = REGISTRY
     sf = read_settings(path, "config", ConfigError, json_allowed=True)
     return _parse(sf, frozenset(known_ids))

@@ -8,11 +8,11 @@ import re
 import time
 from collections.abc import Iterable
 
-from . import checks  # noqa: F401  (registers the checks: a cached run runs none)
 from .archive import archive_md5 as archive_md5_of
 from .archive import is_archive
 from .baseline import Baseline, load_baseline, mark_known
 from .cache import Cached, RunCache
+from .checks import REGISTRY, CheckContext, check_ids, run_checks
 from .config import Config, load_config
 from .errors import CtmdError
 from .findings import CheckResult
@@ -21,7 +21,6 @@ from .identifying import identifying_values
 from .paths import display
 from .policy import Policy, load_policy
 from .profiles import Profile, load_profile
-from .registry import CheckContext, check_ids, run_checks
 from .report import Report
 from .scan import ProgressFn, ScanResult, scan
 
@@ -135,7 +134,7 @@ def validate(
     the profile's published MD5 and size).
     """
     prof = profile if isinstance(profile, Profile) else load_profile(profile)
-    cfg = config if isinstance(config, Config) else load_config(config)
+    cfg = config if isinstance(config, Config) else load_config(config, REGISTRY)
     pol = policy if isinstance(policy, Policy) else load_policy(policy)
     base = baseline if isinstance(baseline, Baseline | None) else load_baseline(baseline)
     ids = _selected(mode, None)

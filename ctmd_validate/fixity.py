@@ -169,7 +169,7 @@ def _excluded(real_root: str, exclude: Iterable[str | os.PathLike[str]]) -> set[
     return out
 
 
-def list_files(
+def list_files(  # noqa: C901, PLR0915  (one walk: a rule per entry kind)
     root: str | os.PathLike[str], exclude: Iterable[str | os.PathLike[str]] = ()
 ) -> tuple[list[tuple[str, str, int]], list[str]]:
     """Every regular file below ``root``: ``(relative POSIX path, absolute real path, size)``.
@@ -359,7 +359,7 @@ def _chunks(files: list[tuple[str, str, int]]) -> list[range]:
     return out
 
 
-def hash_files(
+def hash_files(  # noqa: C901  (pool, progress, per-file errors)
     root: str | os.PathLike[str],
     files: list[tuple[str, str, int]] | None = None,
     *,
@@ -446,7 +446,7 @@ def _write_atomic(real: str, data: bytes) -> None:
         raise CtmdError(f"cannot write {display(real)}: {_reason(exc)}") from exc
 
 
-def write_manifest(
+def write_manifest(  # noqa: C901  (every refusal before a write)
     files: list[TreeFile],
     out: str | os.PathLike[str],
     *,

@@ -605,7 +605,7 @@ def _plots(data: dict[str, Any], p: _Plotter) -> str:
     )
 
 
-def _labels(data: dict[str, Any], p: _Plotter) -> str:
+def _labels(data: dict[str, Any], p: _Plotter) -> str:  # noqa: C901, PLR0912  (each absent figure says why)
     """Positive lobe cells per lobe for each label version; infected slices vs published."""
     head = '<section id="labels"><h2>Infection labels: per lobe and per slice</h2>'
     labels = _dict(data.get("stats")).get("labels")

@@ -54,7 +54,7 @@ class Confined:
             return LinkState.BROKEN, None
         return self._follow(os.path.dirname(link), target)
 
-    def _follow(self, start: str, target: str) -> tuple[LinkState, str | None]:
+    def _follow(self, start: str, target: str) -> tuple[LinkState, str | None]:  # noqa: C901, PLR0912  (link-resolution state machine)
         hops = 1
         if os.path.isabs(target):
             target = os.path.normpath(target)

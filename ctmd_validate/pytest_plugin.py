@@ -20,6 +20,7 @@ import pytest
 from .archive import is_archive
 from .baseline import load_baseline
 from .cache import RunCache
+from .checks import REGISTRY, CheckSpec
 from .config import load_config
 from .engine import MODES, validate
 from .errors import CtmdError
@@ -27,7 +28,6 @@ from .findings import CheckStatus, Finding, Severity
 from .paths import contains, display
 from .policy import load_policy
 from .profiles import load_profile
-from .registry import REGISTRY, CheckSpec
 from .report import Report, check_report_target
 
 __all__ = ["CheckItem", "CtmdWarning", "DatasetCollector"]
@@ -187,7 +187,7 @@ def pytest_configure(config: pytest.Config) -> None:
         )
     try:
         load_profile(config.getoption("ctmd_profile"))
-        load_config(config.getoption("ctmd_config"))
+        load_config(config.getoption("ctmd_config"), REGISTRY)
         load_policy(config.getoption("ctmd_policy"))
         if config.getoption("ctmd_baseline"):
             load_baseline(config.getoption("ctmd_baseline"))

@@ -17,13 +17,13 @@ import jsonschema
 
 from . import __version__
 from .atomic import is_stream, own_fd, write_atomic
+from .checks import REGISTRY
 from .config import Config
 from .errors import CtmdError
 from .findings import CheckResult, CheckStatus, Finding, Severity
 from .labelstats import inferred_json, stats_json
 from .paths import contains, display, printable
 from .policy import Policy
-from .registry import REGISTRY
 from .resources import schema_file
 from .scan import ScanResult
 
@@ -54,7 +54,7 @@ def validate_report(data: dict[str, Any]) -> None:
     jsonschema.validate(data, report_schema(), format_checker=jsonschema.FormatChecker())
 
 
-def check_report_target(
+def check_report_target(  # noqa: C901, PLR0912  (every refusal before scanning)
     target: str | os.PathLike[str],
     dataset_root: str | os.PathLike[str],
     labels_dir: str | os.PathLike[str] | None = None,
@@ -418,6 +418,29 @@ class Report:
         write_atomic(path, self.dumps())
         return path
 
+    def _group_lines(self, per_group: int | None, errors_only: bool) -> list[str]:
+        """The summary's findings, grouped by check id (worst first), each with its fix."""
+        groups: dict[tuple[int, str], list[Finding]] = defaultdict(list)
+        for f in self.active:
+            if errors_only and f.severity is not Severity.ERROR:
+                continue
+            groups[(f.severity.rank, f.check_id)].append(f)
+        lines = [""] if groups else []
+        for (_rank, check_id), items in sorted(groups.items()):
+            lines.append(f"{items[0].severity.value:<8} {check_id} ({len(items)})")
+            shown = items if per_group is None else items[:per_group]
+            for f in shown:
+                where = f.path or f.case or "dataset"
+                lines.append(f"           {where}: {f.message}")
+            if len(items) > len(shown):
+                lines.append(
+                    f"           … and {len(items) - len(shown)} more (--max-lines 0 shows all)"
+                )
+            fix = REGISTRY[check_id].fix
+            if fix:
+                lines.append(f"           fix: {fix}")
+        return lines
+
     def _case_lines(self, errors_only: bool) -> list[str]:
         """The per-case table of the summary: cases with findings, worst first."""
         rows = [
@@ -492,26 +515,7 @@ class Report:
         if self.mode != "fixity":
             lines.extend(self._label_lines())
         lines.extend(f"hint: {h}" for h in self.hints)
-        groups: dict[tuple[int, str], list[Finding]] = defaultdict(list)
-        for f in self.active:
-            if errors_only and f.severity is not Severity.ERROR:
-                continue
-            groups[(f.severity.rank, f.check_id)].append(f)
-        if groups:
-            lines.append("")
-        for (_rank, check_id), items in sorted(groups.items()):
-            lines.append(f"{items[0].severity.value:<8} {check_id} ({len(items)})")
-            shown = items if per_group is None else items[:per_group]
-            for f in shown:
-                where = f.path or f.case or "dataset"
-                lines.append(f"           {where}: {f.message}")
-            if len(items) > len(shown):
-                lines.append(
-                    f"           … and {len(items) - len(shown)} more (--max-lines 0 shows all)"
-                )
-            fix = REGISTRY[check_id].fix
-            if fix:
-                lines.append(f"           fix: {fix}")
+        lines.extend(self._group_lines(per_group, errors_only))
         if by_case:
             lines.extend(self._case_lines(errors_only))
         statuses = [r.status for r in self.results]

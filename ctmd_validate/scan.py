@@ -212,7 +212,7 @@ def _implicit_vr(tag: int, length: int) -> str:
     return vr.split(" or ", 1)[0]
 
 
-def _walk(
+def _walk(  # noqa: C901, PLR0912  (a branch per element kind)
     ds: Dataset, prefix: str, depth: int, out: list[tuple[Any, ...]], top: dict[int, Any]
 ) -> None:
     """Record every data element (sequences included): path, tag, depth, VR, length, value.
@@ -296,7 +296,7 @@ def _vector(top: dict[int, Any], tag: int, n: int) -> list[float | None]:
     return values if len(values) == n else [None] * n
 
 
-def _check_pixel_framing(
+def _check_pixel_framing(  # noqa: C901, PLR0912  (framing state machine)
     fp: BinaryIO, size: int, little: bool = True
 ) -> tuple[int | None, int, str | None]:
     """Verify that the Pixel Data element is complete without reading its payload.
@@ -951,26 +951,9 @@ def _walk_tree(root: Path, profile: Profile, archive: Archive | None = None) -> 
     walk = _Walk(confined, root, archive=archive)
     class_dirs, layout_dirs = _find_class_dirs(walk, profile)
     class_paths = {e.shown for e, _ in class_dirs}
-    layout_paths = {d.shown for d in layout_dirs}
     suffix = profile.dicom_suffix
     walk.layout_dirs = [d for d in layout_dirs if d.shown != root]
-
-    for folder in layout_dirs:
-        for entry in walk.listdir(folder):
-            if entry.shown in class_paths or entry.shown in layout_paths:
-                continue
-            if walk.unfollowed(entry, None):
-                continue
-            if entry.is_dir and entry.real is not None:
-                inside = _count_files(_Dir(entry.shown, entry.real), walk, profile)
-                walk.add(entry.shown, "dir", "stray", f"unexpected folder ({inside} inside)", None)
-            elif not entry.name.startswith(".") and any(
-                fnmatch.fnmatch(entry.name, g) for g in profile.root_files_allowed
-            ):
-                walk.add(entry.shown, "file", "dataset_file", None, None)
-            else:
-                reason = _stray_reason(entry, "next to the class folders")
-                walk.add(entry.shown, "file", "stray", reason, None, entry.real)
+    _walk_layout(walk, layout_dirs, class_paths | {d.shown for d in layout_dirs}, profile)
 
     for entry, key in class_dirs:
         crel = walk.rel(entry.shown)
@@ -993,6 +976,25 @@ def _walk_tree(root: Path, profile: Profile, archive: Archive | None = None) -> 
                 where = "inside a class folder, outside any case folder"
                 walk.add(sub.shown, "file", "stray", _stray_reason(sub, where), None, sub.real)
     return walk
+
+
+def _walk_layout(walk: _Walk, layout_dirs: list[_Dir], known: set[Path], profile: Profile) -> None:
+    """Everything beside the class folders (ROOT and the folders above them): data files
+    the profile allows (``Index.csv``, the label arrays), stray files and folders."""
+    for folder in layout_dirs:
+        for entry in walk.listdir(folder):
+            if entry.shown in known or walk.unfollowed(entry, None):
+                continue
+            if entry.is_dir and entry.real is not None:
+                inside = _count_files(_Dir(entry.shown, entry.real), walk, profile)
+                walk.add(entry.shown, "dir", "stray", f"unexpected folder ({inside} inside)", None)
+            elif not entry.name.startswith(".") and any(
+                fnmatch.fnmatch(entry.name, g) for g in profile.root_files_allowed
+            ):
+                walk.add(entry.shown, "file", "dataset_file", None, None)
+            else:
+                reason = _stray_reason(entry, "next to the class folders")
+                walk.add(entry.shown, "file", "stray", reason, None, entry.real)
 
 
 def _stray_reason(entry: _Entry, where: str) -> str:

@@ -106,7 +106,7 @@ def _uid(*parts: object) -> str:
     return generate_uid(UID_PREFIX, entropy_srcs=[str(p) for p in parts])
 
 
-def _template(case: ManifestCase, sex: str, age: int, seed: int) -> Dataset:
+def _template(case: ManifestCase, sex: str, age: int, seed: int) -> Dataset:  # noqa: PLR0915  (one CT header, attribute by attribute)
     meta = FileMetaDataset()
     meta.FileMetaInformationVersion = b"\x00\x01"
     meta.MediaStorageSOPClassUID = CTImageStorage

@@ -44,10 +44,10 @@ from ctmd_validate import (
     validate,
     validate_scan,
 )
+from ctmd_validate.checks import REGISTRY, CheckContext, CheckSpec, Sink, run_checks
 from ctmd_validate.config import Config, Waiver, load_config
 from ctmd_validate.errors import ConfigError, CtmdError
 from ctmd_validate.profiles import ManifestCase
-from ctmd_validate.registry import REGISTRY, CheckContext, CheckSpec, Sink, run_checks
 from ctmd_validate.report import validate_report
 from ctmd_validate.scan import read_header
 
@@ -942,7 +942,7 @@ def test_unknown_check_id_in_config(tmp_path: Path, mini_clean: Path, name: str,
     cfg = tmp_path / name
     cfg.write_text(text)
     with pytest.raises(ConfigError, match="unknown check id"):
-        load_config(cfg)
+        load_config(cfg, REGISTRY)
     with pytest.raises(CtmdError):
         validate(mini_clean, MINI, jobs=1, config=cfg)
 
@@ -964,7 +964,7 @@ def test_malformed_config(tmp_path: Path, name: str, text: str | None, match: st
     if text is not None:
         cfg.write_text(text)
     with pytest.raises(ConfigError, match=match):
-        load_config(cfg)
+        load_config(cfg, REGISTRY)
 
 
 # --------------------------------------------------------------------------- crashing checks

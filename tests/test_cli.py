@@ -14,7 +14,7 @@ import pytest
 import ctmd_validate.checks  # noqa: F401  (registers every check id)
 from conftest import LABEL_FILES, snapshot
 from ctmd_validate import cli
-from ctmd_validate.registry import REGISTRY
+from ctmd_validate.checks import REGISTRY
 from ctmd_validate.report import validate_report
 
 ESC = "\x1b"

@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 
 from conftest import new_findings
 from ctmd_validate import Severity, validate
-from ctmd_validate.checks.conformance import uid_problem
+from ctmd_validate.checks.dicom import uid_problem
 
 component = st.one_of(st.just("0"), st.from_regex(r"[1-9][0-9]{0,8}", fullmatch=True))
 valid_uid = st.lists(component, min_size=2, max_size=8).map(".".join).filter(lambda u: len(u) <= 64)

@@ -10,8 +10,8 @@ import pytest
 import ctmd_validate.checks  # noqa: F401  (registers every check id)
 from conftest import TINY_CASES
 from ctmd_validate import cli, synth
+from ctmd_validate.checks import REGISTRY, check_ids
 from ctmd_validate.engine import MODES, validate
-from ctmd_validate.registry import REGISTRY, check_ids
 from ctmd_validate.report import validate_report
 
 

@@ -15,8 +15,8 @@ import pytest
 import ctmd_validate.checks  # noqa: F401  (registers every check)
 from conftest import NEED_AN_OPTION, new_findings
 from ctmd_validate import CheckStatus, Report, Severity, load_profile, synth, validate
+from ctmd_validate.checks import REGISTRY
 from ctmd_validate.fixity import hash_files, write_manifest
-from ctmd_validate.registry import REGISTRY
 from ctmd_validate.report import validate_report
 from ctmd_validate.synth import DEFECTS
 

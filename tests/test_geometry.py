@@ -11,8 +11,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from ctmd_validate import Report, Severity
+from ctmd_validate.checks import REGISTRY, CheckContext, run_checks
 from ctmd_validate.checks.geometry import sort_stack
-from ctmd_validate.registry import REGISTRY, CheckContext, run_checks
 from ctmd_validate.scan import ScanResult
 
 GEOMETRY = sorted(i for i in REGISTRY if i.startswith("geometry."))

@@ -45,10 +45,10 @@ from ctmd_validate import (
     validate,
     validate_scan,
 )
+from ctmd_validate.checks import REGISTRY
 from ctmd_validate.errors import CtmdError
 from ctmd_validate.labelfiles import MAX_ARRAY_BYTES, MAX_INDEX_BYTES, load_labels, read_npy
 from ctmd_validate.labelstats import orientation
-from ctmd_validate.registry import REGISTRY
 from ctmd_validate.report import validate_report
 
 SUBSET = load_profile("subset")

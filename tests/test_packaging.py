@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 
 from ctmd_validate.catalogue import END, START, catalogue_markdown
+from ctmd_validate.checks import REGISTRY
 from ctmd_validate.profiles import BUILTIN_PROFILES, load_profile
-from ctmd_validate.registry import REGISTRY
 
 REPO = Path(__file__).resolve().parent.parent
 

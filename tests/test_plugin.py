@@ -1,5 +1,6 @@
 """The pytest plugin: ``pytest --dataset-root=PATH`` turns every check into test items."""
 
+
 # ruff: noqa: E402
 
 pytest_plugins = ["pytester"]
@@ -17,8 +18,8 @@ import pytest
 import ctmd_validate.checks  # noqa: F401  (registers every check id)
 from conftest import snapshot
 from ctmd_validate import pytest_plugin, validate
+from ctmd_validate.checks import REGISTRY
 from ctmd_validate.findings import CheckStatus, Severity
-from ctmd_validate.registry import REGISTRY
 from ctmd_validate.report import Report, validate_report
 
 PLUGIN = ("-p", "ctmd_validate.pytest_plugin")

@@ -12,7 +12,7 @@ import pytest
 
 import ctmd_validate.checks  # noqa: F401  (registers every check id)
 from ctmd_validate import cli, validate
-from ctmd_validate.registry import REGISTRY
+from ctmd_validate.checks import REGISTRY
 from ctmd_validate.report import Report, validate_report
 
 DEFECTIVE = ["missing-slice", "truncated-file", "stray-file", "class-dir-alias"]

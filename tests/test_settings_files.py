@@ -20,6 +20,7 @@ from hypothesis import strategies as st
 import ctmd_validate.checks  # noqa: F401  (registers every check id)
 from ctmd_validate import config as config_module
 from ctmd_validate import validate
+from ctmd_validate.checks import REGISTRY
 from ctmd_validate.cli import main
 from ctmd_validate.config import PROTECTED_IDS, Config, Waiver, load_config
 from ctmd_validate.errors import ConfigError, ProfileError
@@ -153,7 +154,7 @@ def test_several_problems_are_reported_together_in_file_order(tmp_path):
     )
     cfg = write(tmp_path, "c.toml", text)
     with pytest.raises(ConfigError) as info:
-        load_config(cfg)
+        load_config(cfg, REGISTRY)
     message = str(info.value)
     assert "\n" not in message
     first, second = message.split("; ")
@@ -204,7 +205,7 @@ def test_unreadable_config_files(clean_tiny, tmp_path, capsys):
 def test_json_top_level_must_be_an_object(tmp_path):
     cfg = write(tmp_path, "c.json", "[]")
     with pytest.raises(ConfigError, match=r"c\.json: the config must be a table/object"):
-        load_config(cfg)
+        load_config(cfg, REGISTRY)
 
 
 # --------------------------------------------------------------------------- wildcards
@@ -220,6 +221,7 @@ def applied(config: Config, *ids: str) -> dict[str, Finding]:
 
 
 def config_from(tmp_path: Path, text: str, **kw: Any) -> Config:
+    kw.setdefault("known_ids", REGISTRY)
     return load_config(write(tmp_path, "c.toml", text), **kw)
 
 
@@ -782,7 +784,7 @@ def test_random_config_values_give_a_config_or_a_located_config_error(tmp_path, 
     text = json.dumps(mutated, indent=2) if as_json else dump_toml(mutated)
     cfg = write(tmp_path, "random.json" if as_json else "random.toml", text)
     try:
-        config = load_config(cfg)
+        config = load_config(cfg, REGISTRY)
     except ConfigError as exc:
         message = str(exc)
         assert "\n" not in message

@@ -5,6 +5,7 @@ asserts the documented outcome: a finding with its id, a complete schema-valid r
 the documented exit code.
 """
 
+
 # ruff: noqa: E402
 
 from __future__ import annotations

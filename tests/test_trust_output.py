@@ -8,6 +8,7 @@ file "extension"; contractions read as quoted values; identifying case folders i
 item names.
 """
 
+
 # ruff: noqa: E402
 
 from __future__ import annotations

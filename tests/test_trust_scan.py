@@ -21,7 +21,8 @@ import pytest
 import ctmd_validate.checks  # noqa: F401  (registers every check id)
 from conftest import recorded
 from ctmd_validate import Report, validate
-from ctmd_validate.checks.conformance import describe_uid
+from ctmd_validate.checks import REGISTRY
+from ctmd_validate.checks.dicom import describe_uid
 from ctmd_validate.identifying import identifying_values
 from ctmd_validate.policy import load_policy
 from ctmd_validate.report import validate_report
@@ -263,7 +264,7 @@ def test_a_value_that_is_no_uid_is_never_echoed(make_tree, keyword: str) -> None
 
 def test_library_warnings_raised_by_checks_are_sanitised(clean_tiny, monkeypatch) -> None:
     """A check whose library call warns with a data value: the warning leaves sanitised."""
-    from ctmd_validate.registry import REGISTRY
+    from ctmd_validate.checks import REGISTRY
 
     def noisy(ctx, sink):
         warnings.warn(f"Invalid value for VR UI: '{SECRET}'", UserWarning, stacklevel=1)
@@ -333,7 +334,7 @@ def test_cases_without_a_readable_image_are_no_dataset(make_tree, tmp_path) -> N
         path.write_bytes(b"\0" * 64)
     cfg = tmp_path / "c.toml"
     cfg.write_text('[severity]\n"*" = "ignore"\n')
-    report = validate(root, "subset", jobs=1, config=load_config(cfg))
+    report = validate(root, "subset", jobs=1, config=load_config(cfg, REGISTRY))
     (finding,) = [f for f in report.active if f.check_id == "structure.no_dataset"]
     assert "hold no readable DICOM image" in finding.message
     assert report.exit_code == 1 and not report.valid

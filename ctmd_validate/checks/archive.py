@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from ..findings import Severity
-from ..registry import CheckContext, Sink, check
+from .registry import CheckContext, Sink, check
 
 
 @check("archive.unsafe_member", Severity.ERROR)

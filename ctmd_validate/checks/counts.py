@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from ..findings import Severity
 from ..labelstats import index_view
-from ..registry import CheckContext, Sink, check
+from .registry import CheckContext, Sink, check
 
 
 @check("counts.class", Severity.ERROR)

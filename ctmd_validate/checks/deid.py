@@ -15,8 +15,8 @@ import pandas as pd
 from ..findings import Severity
 from ..identifying import identifying_elements
 from ..policy import Policy
-from ..registry import CheckContext, Sink, check
 from ..tags import keyword_path, tag_of, tag_text
+from .registry import CheckContext, Sink, check
 
 _DATE_VRS = {"DA", "DT", "TM"}
 
@@ -382,29 +382,3 @@ def uid_not_remapped(ctx: CheckContext, sink: Sink) -> int:
             actual={"files": int(group["file_idx"].nunique()), "reason": reason},
         )
     return len(ui)
-
-
-@check("demographics.inconsistent", Severity.ERROR, scope="case")
-def demographics_inconsistent(ctx: CheckContext, sink: Sink) -> int:
-    """Patient's Sex or Patient's Age differs between files of one case.
-
-    One case is one patient and one scan; the published demographics take one file per
-    case, so disagreeing files make them depend on which file is read. Fix: find the odd
-    files (listed) — a foreign slice or a partial re-de-identification.
-    """
-    files = ctx.scan.readable
-    ids = ctx.scan.case_ids
-    for column, label in (("patient_sex", "Patient's Sex"), ("patient_age", "Patient's Age")):
-        for case_key, group in files.dropna(subset=[column]).groupby("case_key"):
-            values = group[column]
-            if values.nunique() > 1:
-                odd = group[values != values.mode().iloc[0]]
-                sink.add(
-                    f"{values.nunique()} different {label} values across {len(group)} files",
-                    case=str(ids[case_key]),
-                    path=str(case_key),
-                    expected=f"one {label} per case",
-                    actual={"distinct_values": int(values.nunique()), "odd_files": len(odd)},
-                    files=list(odd["path"]),
-                )
-    return int(files["case_key"].nunique())

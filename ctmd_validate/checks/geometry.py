@@ -17,8 +17,8 @@ import numpy as np
 import pandas as pd
 
 from ..findings import Severity
-from ..registry import CheckContext, Sink, check
 from ..scan import ScanResult
+from .registry import CheckContext, Sink, check
 
 __all__ = ["Stack", "sort_stack", "stacks"]
 

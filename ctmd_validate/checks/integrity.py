@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..findings import Severity
-from ..registry import CheckContext, Sink, check
+from .registry import CheckContext, Sink, check
 
 #: HU a CT scanner can store: 12-bit signed data with the usual -1024 intercept reaches
 #: -3072 (padding outside the field of view is often -3024 or -2048 stored); extended-range

@@ -20,8 +20,8 @@ from ..labelstats import (
     version_totals,
 )
 from ..profiles import ClassSpec
-from ..registry import CheckContext, Sink, check
 from ..tables import index_failures
+from .registry import CheckContext, Sink, check
 
 _SHOWN = 10  # list at most this many items in a message
 

@@ -6,7 +6,7 @@ from collections import defaultdict
 from pathlib import PurePosixPath
 
 from ..findings import Severity
-from ..registry import CheckContext, Sink, check
+from .registry import CheckContext, Sink, check
 
 
 @check("structure.class_dir.missing", Severity.ERROR)

@@ -15,12 +15,12 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from .findings import CheckResult, Finding, Severity
-from .fixity import Verification
-from .paths import sanitize_message
-from .policy import Policy, load_policy
-from .profiles import Profile
-from .scan import ScanResult, captured
+from ..findings import CheckResult, Finding, Severity
+from ..fixity import Verification
+from ..paths import sanitize_message
+from ..policy import Policy, load_policy
+from ..profiles import Profile
+from ..scan import ScanResult, captured
 
 __all__ = ["REGISTRY", "CheckContext", "CheckSpec", "Sink", "check", "check_ids", "run_checks"]
 
@@ -139,8 +139,6 @@ def check(
 
 def check_ids(patterns: Iterable[str]) -> list[str]:
     """Registered ids matching any of the fnmatch ``patterns``, sorted."""
-    from . import checks  # noqa: F401  (registers the checks)
-
     pats = list(patterns)
     return [i for i in sorted(REGISTRY) if any(fnmatch.fnmatchcase(i, p) for p in pats)]
 
@@ -151,8 +149,6 @@ def run_checks(ctx: CheckContext, only: Iterable[str] | None = None) -> list[Che
     A check that raises becomes a failed result with one error finding saying so; the
     run goes on.
     """
-    from . import checks  # noqa: F401  (registers the checks)
-
     ids = sorted(REGISTRY) if only is None else list(only)
     results: list[CheckResult] = []
     for check_id in ids:
