@@ -11,6 +11,7 @@ know about it. Format (TOML, or the same structure in JSON; ``schemas/config.sch
     id = "structure.stray_file"                 # a check id or an fnmatch pattern
     path = "*/.DS_Store"                        # optional fnmatch pattern on the path
     case = "P001"                               # optional
+    code = "gantry_tilt"                        # optional: one kind of problem of the check
     reason = "macOS metadata, harmless"         # required, not empty
 
 Check ids and patterns: a ``[severity]`` key or a waiver's ``id`` is a check id or an
@@ -71,11 +72,15 @@ class Waiver:
     reason: str
     path: str | None = None
     case: str | None = None
+    #: fnmatch pattern on the finding's ``code`` (one kind of problem of a check)
+    code: str | None = None
 
     def covers(self, finding: Finding) -> bool:
         if not _selects(self.check_id, finding.check_id):
             return False
         if self.case is not None and finding.case != self.case:
+            return False
+        if self.code is not None and not fnmatch.fnmatchcase(finding.code or "", self.code):
             return False
         if self.path is None:
             return True
@@ -184,7 +189,8 @@ def _parse(sf: SettingsFile, known: frozenset[str]) -> Config:
     problems += _ambiguities(severity, known)
     raise_problems(problems, [sf], ConfigError)
     waivers = tuple(
-        Waiver(item["id"], item["reason"], item.get("path"), item.get("case")) for item in waive
+        Waiver(item["id"], item["reason"], item.get("path"), item.get("case"), item.get("code"))
+        for item in waive
     )
     return Config(severity, waivers, sf.label)
 

@@ -49,6 +49,8 @@ class Finding:
     waived: str | None = None
     #: already present in the baseline the user judged the copy against (listed, not counted)
     known: bool = False
+    #: which kind of problem, where one check reports several (a config may waive one)
+    code: str | None = None
 
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)
@@ -61,6 +63,8 @@ class Finding:
             data.pop("waived")
         if not self.known:
             data.pop("known")
+        if self.code is None:
+            data.pop("code")
         return data
 
     @property

@@ -235,3 +235,27 @@ def test_report_schema_knows_every_mode():
     from ctmd_validate.report import report_schema
 
     assert set(report_schema()["properties"]["mode"]["enum"]) == set(MODES)
+
+
+# --------------------------------------------------------------------------- finding codes
+
+
+def test_a_waiver_with_a_code_waives_only_that_kind(make_tree, tmp_path, capsys):
+    """Gantry tilt and missing slices are both geometry.instance_number: waive tilt alone."""
+    root = make_tree(["gantry-tilt", "missing-slice"])
+    cfg = tmp_path / "c.toml"
+    cfg.write_text(
+        '[[waive]]\nid = "geometry.instance_number"\ncode = "gantry_tilt"\n'
+        'reason = "tilted acquisition"\n',
+        encoding="utf-8",
+    )
+    _rc, _out, plain = check(capsys, root)
+    codes = {f.get("code") for f in plain["findings"] if f["id"] == "geometry.instance_number"}
+    assert codes == {"gantry_tilt", "gap"}
+    _rc, _out, waived = check(capsys, root, "--config", cfg)
+    by_code = {
+        f.get("code"): f.get("waived")
+        for f in waived["findings"]
+        if f["id"] == "geometry.instance_number"
+    }
+    assert by_code == {"gantry_tilt": "tilted acquisition", "gap": None}

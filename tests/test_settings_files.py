@@ -91,7 +91,7 @@ CONFIG_CASES = {
     "waiver-typo-key": (
         '[[waive]]\nid = "dicom.unreadable"\nreason = "ok"\n\n'
         '[[waive]]\nid = "structure.stray_file"\npth = "*/.DS_Store"  # <-\nreason = "macOS"\n',
-        "waive[1].pth: unknown key (allowed: id, reason, path, case)",
+        "waive[1].pth: unknown key (allowed: id, reason, path, case, code)",
     ),
     "table-typo": (
         '[severity]\n"dicom.unreadable" = "info"\n\n[severty]  # <-\n"x" = "info"\n',

@@ -208,6 +208,7 @@ def _missing_values(stack: Stack, sink: Sink, column: str, label: str) -> None:
             expected=f"a {label} on every slice",
             actual=f"missing on {len(bad)} slices",
             files=_files(bad),
+            code="missing",
         )
 
 
@@ -446,7 +447,9 @@ def instance_number(ctx: CheckContext, sink: Sink) -> int:
 
     Many loaders order by Instance Number; gaps and repeats hint at missing or duplicated
     slices. A gantry tilt (warning) means slices are not stacked straight, which readers
-    must correct for. Fix: compare with the slice positions; re-download the case.
+    must correct for. Each kind has its ``code`` (``missing``, ``duplicate``, ``gap``,
+    ``gantry_tilt``), so a config can waive one alone. Fix: compare with the slice
+    positions; re-download the case.
     """
     examined = 0
     for stack in _stacks(ctx, 1):
@@ -464,6 +467,7 @@ def instance_number(ctx: CheckContext, sink: Sink) -> int:
                 expected="unique Instance Numbers",
                 actual=sorted(int(v) for v in dup["instance_number"].unique())[:20],
                 files=_files(dup),
+                code="duplicate",
             )
         unique = np.unique(present.to_numpy(dtype=float))
         if unique.size and (unique.max() - unique.min() + 1) != unique.size:
@@ -476,6 +480,7 @@ def instance_number(ctx: CheckContext, sink: Sink) -> int:
                 path=stack.case_key,
                 expected="contiguous Instance Numbers",
                 actual={"missing": [int(v) for v in holes[:20]], "count": int(holes.size)},
+                code="gap",
             )
         tilt = files["gantry_tilt"].dropna()
         tilted = tilt[tilt.abs() > 0]
@@ -488,5 +493,6 @@ def instance_number(ctx: CheckContext, sink: Sink) -> int:
                 actual=sorted({float(v) for v in tilted}),
                 files=_files(files.loc[tilted.index]),
                 severity=Severity.WARNING,
+                code="gantry_tilt",
             )
     return examined

@@ -67,7 +67,11 @@ class Sink:
         actual: Any = None,
         files: Iterable[str] = (),
         severity: Severity | None = None,
+        code: str | None = None,
     ) -> None:
+        """Record one finding of this check: where, expected vs actual, the files it stands
+        for; ``severity`` overrides the check's default, ``code`` names the kind of problem
+        where the check reports several."""
         self.findings.append(
             Finding(
                 check_id=self.spec.id,
@@ -78,6 +82,7 @@ class Sink:
                 expected=expected,
                 actual=actual,
                 files=tuple(sorted(files)),
+                code=code,
             )
         )
 
