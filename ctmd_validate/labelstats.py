@@ -16,7 +16,6 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from .labelfiles import LabelFiles
 from .profiles import Profile
 from .scan import ScanResult
 
@@ -101,15 +100,9 @@ def _cached(scan: ScanResult, key: str, make: Any) -> Any:
     return store[key]
 
 
-def labels_of(scan: ScanResult) -> LabelFiles:
-    if scan.labels is None:
-        raise ValueError("this scan read no label files")
-    return scan.labels
-
-
 def reference_array(scan: ScanResult, level: str = "slice") -> np.ndarray | None:
     """The reference version's array of ``level``, else any version's."""
-    labels = labels_of(scan)
+    labels = scan.labels
     spec = scan.profile.labels
     names = [spec.reference_version, *(v.name for v in spec.versions)]
     for name in names:
@@ -131,7 +124,7 @@ def index_view(scan: ScanResult) -> IndexView | None:
     """The Index rows as numbers and the case-to-array-row mapping (None: no index rows)."""
 
     def make() -> IndexView | None:
-        index = labels_of(scan).index
+        index = scan.labels.index
         if index.rows is None:
             return None
         rows = index.rows.copy()
@@ -236,7 +229,7 @@ def version_totals(scan: ScanResult) -> dict[str, dict[str, Any]]:
     """Infected slices and positive lobe cells per label version, against published figures."""
 
     def make() -> dict[str, dict[str, Any]]:
-        labels = labels_of(scan)
+        labels = scan.labels
         published = scan.profile.published.infected_slices
         out: dict[str, dict[str, Any]] = {}
         for version in scan.profile.labels.versions:
@@ -474,25 +467,24 @@ def stats_json(scan: ScanResult) -> dict[str, Any]:
     """The report's ``stats`` section: every recomputed figure next to the published one."""
     profile: Profile = scan.profile
     out: dict[str, Any] = {"published_source": profile.published.source}
-    if scan.labels is not None:
-        view = index_view(scan)
-        labelled: dict[str, int] = {}
-        if view is not None:
-            for key in profile.published.labelled:
-                spec = profile.classes[key]
-                labelled[spec.label] = int((view.rows["class_key"] == key).sum())
-        out["labels"] = {
-            "directory": scan.labels.directory,
-            "index_rows": None if view is None else view.n_lines,
-            "array_rows": None if view is None else view.n_array_rows,
-            "row_mapping": None if view is None else view.mapping,
-            "labelled_cases": labelled,
-            "published_labelled_cases": {
-                profile.classes[k].label: v for k, v in profile.published.labelled.items()
-            },
-            "versions": version_totals(scan),
-            "non_infected_slices": non_infected(scan),
-        }
+    view = index_view(scan)
+    labelled: dict[str, int] = {}
+    if view is not None:
+        for key in profile.published.labelled:
+            spec = profile.classes[key]
+            labelled[spec.label] = int((view.rows["class_key"] == key).sum())
+    out["labels"] = {
+        "directory": scan.labels.directory,
+        "index_rows": None if view is None else view.n_lines,
+        "array_rows": None if view is None else view.n_array_rows,
+        "row_mapping": None if view is None else view.mapping,
+        "labelled_cases": labelled,
+        "published_labelled_cases": {
+            profile.classes[k].label: v for k, v in profile.published.labelled.items()
+        },
+        "versions": version_totals(scan),
+        "non_infected_slices": non_infected(scan),
+    }
     demo: dict[str, Any] = {}
     for key, d in demographics(scan).items():
         pub = profile.published.demographics.get(key)
@@ -522,8 +514,6 @@ def stats_json(scan: ScanResult) -> dict[str, Any]:
 
 def inferred_json(scan: ScanResult) -> dict[str, Any]:
     """The report's ``inferred`` section: the labels' slice order and its evidence."""
-    if scan.labels is None:
-        return {}
     o = orientation(scan)
     return {
         "label_slice_order": {

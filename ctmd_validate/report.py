@@ -459,8 +459,6 @@ class Report:
 
     def _label_lines(self) -> list[str]:
         """Two lines on the labels: their slice order and each version's infected total."""
-        if self.scan.labels is None:
-            return []
         order = inferred_json(self.scan)["label_slice_order"]
         head = f"labels: slice order {order['value']}"
         if order["index_0"]:

@@ -148,7 +148,8 @@ class ScanResult:
     files: pd.DataFrame
     elements: pd.DataFrame
     entries: pd.DataFrame
-    labels: LabelFiles | None = None
+    #: the label files as found (each absent, refused, unreadable or read): never None
+    labels: LabelFiles
     seconds: float = 0.0
     jobs: int = 1
     #: every image's Pixel Data was decoded (``--deep``)

@@ -65,7 +65,7 @@ def labelled(ctx: CheckContext, sink: Sink) -> int:
     The release labels 54 COVID-19 and 25 CAP cases; a different count means rows were lost,
     added or given another diagnosis. Fix: compare the Index with the release's.
     """
-    view = index_view(ctx.scan) if ctx.scan.labels is not None else None
+    view = index_view(ctx.scan)
     if view is None:
         return 0
     for key, expected in ctx.profile.published.labelled.items():
@@ -74,7 +74,7 @@ def labelled(ctx: CheckContext, sink: Sink) -> int:
         if n != expected:
             sink.add(
                 f"Index.csv lists {n} labelled {spec.label} cases, the release {expected}",
-                path=ctx.scan.labels.index.path if ctx.scan.labels else None,
+                path=ctx.scan.labels.index.path,
                 expected=expected,
                 actual=n,
             )

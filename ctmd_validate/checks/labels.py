@@ -11,7 +11,6 @@ import pandas as pd
 from ..findings import Severity
 from ..labelstats import (
     index_view,
-    labels_of,
     non_infected,
     orientation,
     past_last_slice,
@@ -50,8 +49,6 @@ def file_missing(ctx: CheckContext, sink: Sink) -> int:
     labels are gone. An error for ``release``, info for ``subset``. Fix: download the label
     files (they sit beside the class folders), or point ``--labels DIR`` at them.
     """
-    if ctx.scan.labels is None:
-        return 0
     labels = ctx.scan.labels
     items = [(labels.index.name, labels.index.present)]
     items += [(a.name, a.present) for a in labels.arrays.values()]
@@ -73,8 +70,6 @@ def file_unreadable(ctx: CheckContext, sink: Sink) -> int:
     Arrays are only ever loaded with ``allow_pickle=False``; a file that needs pickle is
     reported, never executed. Fix: download the file again and compare its checksum.
     """
-    if ctx.scan.labels is None:
-        return 0
     labels = ctx.scan.labels
     examined = 0
     items = [(labels.index.name, labels.index.path, labels.index.error)]
@@ -95,8 +90,6 @@ def index_schema(ctx: CheckContext, sink: Sink) -> int:
     Every later label check trusts these columns. Each broken cell is named by line and
     column. Fix: correct the line, or take ``Index.csv`` again from the release.
     """
-    if ctx.scan.labels is None:
-        return 0
     index = ctx.scan.labels.index
     if index.rows is None or index.header is None:
         return 0
@@ -171,7 +164,7 @@ def index_gap(ctx: CheckContext, sink: Sink) -> int:
         f"position ({_few(affected)}). Cases with labels past their last slice: "
         f"{len(evidence['label_index'])} reading Label Index, {len(evidence['position'])} "
         "reading by position",
-        path=labels_of(ctx.scan).index.path,
+        path=ctx.scan.labels.index.path,
         expected=f"0..{last}, each once",
         actual={
             "missing": list(view.missing),
@@ -204,7 +197,7 @@ def index_out_of_range(ctx: CheckContext, sink: Sink) -> int:
                 f"{r.case_id} (line {r.line}): Label Index {int(value)} but the arrays have "
                 f"{view.n_array_rows} rows (0..{view.n_array_rows - 1})",
                 case=str(r.case_id),
-                path=labels_of(ctx.scan).index.path,
+                path=ctx.scan.labels.index.path,
                 expected=f"< {view.n_array_rows}",
                 actual=int(value),
             )
@@ -354,7 +347,7 @@ def index_relative_path(ctx: CheckContext, sink: Sink) -> int:
             f"Index.csv line {r.line} ({r.case_id}, {r.diagnosis}): Relative Path "
             f"'{r.relative_path}' {what}",
             case=str(r.case_id),
-            path=labels_of(ctx.scan).index.path,
+            path=ctx.scan.labels.index.path,
             expected=spellings.get(str(r.class_key), spec.documented),
             actual=str(r.relative_path),
         )
@@ -363,8 +356,6 @@ def index_relative_path(ctx: CheckContext, sink: Sink) -> int:
 
 def _arrays(ctx: CheckContext) -> list[tuple[str, str, str, np.ndarray, str | None]]:
     """(version, level, name, array, path) of every loaded array."""
-    if ctx.scan.labels is None:
-        return []
     return [
         (a.version, a.level, a.name, a.array, a.path)
         for a in ctx.scan.labels.arrays.values()
@@ -482,8 +473,6 @@ def lobe_slice_mismatch(ctx: CheckContext, sink: Sink) -> int:
     The two files describe the same scans; disagreement means one of them is wrong (or a
     row is shifted). Fix: report it to the dataset authors; decide which file you trust.
     """
-    if ctx.scan.labels is None:
-        return 0
     case_of = _case_of_row(ctx)
     examined = 0
     for version in ctx.profile.labels.versions:
@@ -549,7 +538,7 @@ def padding(ctx: CheckContext, sink: Sink) -> int:
     check ``labels.index.gap`` and ``counts.case_slices`` first.
     """
     view = index_view(ctx.scan)
-    if view is None or ctx.scan.labels is None:
+    if view is None:
         return 0
     counts = slice_counts(ctx.scan)
     arrays = [(f"{v}/{level} ({name})", a) for v, level, name, a, _p in _arrays(ctx)]
@@ -576,8 +565,6 @@ def version_diff(ctx: CheckContext, sink: Sink) -> int:
     update did not announce (profile ``announced_changes``). Fix: nothing, unless the
     changes surprise you; pick the version you train on deliberately.
     """
-    if ctx.scan.labels is None:
-        return 0
     spec = ctx.profile.labels
     ref = spec.reference_version
     case_of = _case_of_row(ctx)
@@ -629,7 +616,7 @@ def label_orientation(ctx: CheckContext, sink: Sink) -> int:
     ``inferred.label_slice_order``. Fix: flip that case's slice axis after checking it on
     the images.
     """
-    if ctx.scan.labels is None or reference_array(ctx.scan, "lobe") is None:
+    if reference_array(ctx.scan, "lobe") is None:
         return 0
     o = orientation(ctx.scan)
     voted = len(o.votes)
@@ -670,8 +657,6 @@ def total(ctx: CheckContext, sink: Sink) -> int:
     message says which label version reproduces which number. Fix: compare versions and
     ``labels.version_diff``; a wrong total means changed labels or a different copy.
     """
-    if ctx.scan.labels is None:
-        return 0
     totals = version_totals(ctx.scan)
     examined = 0
     for name, entry in totals.items():
