@@ -53,6 +53,7 @@ class Finding:
     code: str | None = None
 
     def to_json(self) -> dict[str, Any]:
+        """The finding as the report's ``findings`` items (optional keys only when set)."""
         data = asdict(self)
         data["id"] = data.pop("check_id")
         data["severity"] = self.severity.value

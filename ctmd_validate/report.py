@@ -330,6 +330,8 @@ class Report:
         raise KeyError(check_id)
 
     def to_json(self) -> dict[str, Any]:
+        """The report as ``schemas/report.schema.json`` describes it, identifying values
+        masked (``dumps`` validates it against the schema)."""
         statuses = [r.status for r in self.results]
         profile = self.scan.profile
         data: dict[str, Any] = {
@@ -402,6 +404,7 @@ class Report:
         return out
 
     def dumps(self) -> str:
+        """The JSON text of the report, validated against its schema first."""
         data = self.to_json()
         validate_report(data)
         return json.dumps(data, indent=2, ensure_ascii=False, default=str) + "\n"

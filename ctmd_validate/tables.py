@@ -177,11 +177,13 @@ def _frame(rows: list[dict[str, Any]], columns: dict[str, str]) -> pd.DataFrame:
 
 
 def make_class_dirs(rows: list[dict[str, Any]]) -> pd.DataFrame:
+    """The class folders found (path, name as spelt, class key), schema-checked."""
     df = _frame(rows, {"path": _STR, "name": _STR, "class_key": _STR})
     return CLASS_DIRS.validate(df, lazy=True)
 
 
 def make_files(rows: list[dict[str, Any]]) -> pd.DataFrame:
+    """One row per candidate image: status, error, the header fields the checks read."""
     columns = {
         "file_idx": "int64",
         "path": _STR,
@@ -197,6 +199,7 @@ def make_files(rows: list[dict[str, Any]]) -> pd.DataFrame:
 
 
 def make_cases(rows: list[dict[str, Any]], files: pd.DataFrame, profile: Profile) -> pd.DataFrame:
+    """One row per case folder, with its readable and unreadable file counts."""
     del profile  # expectations are applied by the checks, not stored in the table
     df = _frame(rows, {"case_key": _STR, "case_id": _STR, "class_key": _STR, "class_dir": _STR})
     counts = files.groupby("case_key")["status"].value_counts().unstack(fill_value=0)
@@ -225,6 +228,7 @@ def make_elements(columns: dict[str, list[Any]]) -> pd.DataFrame:
 
 
 def make_entries(rows: list[dict[str, Any]]) -> pd.DataFrame:
+    """Tree entries that are no class, case or image: strays, links, data files."""
     df = _frame(
         rows,
         {

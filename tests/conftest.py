@@ -214,3 +214,17 @@ def recorded(monkeypatch: pytest.MonkeyPatch | None = None) -> Iterator[list[tup
         _RECORDING.clear()
         if monkeypatch is not None:
             monkeypatch.undo()
+
+
+def run_cli(capsys: pytest.CaptureFixture[str], *args: object) -> tuple[int, str, str]:
+    """``ctmd-validate ARGS`` in this process: exit code, stdout, stderr."""
+    from ctmd_validate import cli
+
+    rc = cli.main([str(a) for a in args])
+    out, err = capsys.readouterr()
+    return rc, out, err
+
+
+def tiny_slices(root: Path, class_key: str) -> list[Path]:
+    """The slices of a tiny tree's case of ``class_key``, in name order."""
+    return sorted((root / CLASS_DIR[class_key] / TINY_CASES[class_key].case_id).glob("*.dcm"))

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import CLASS_DIR, TINY_CASES, snapshot
+from conftest import snapshot, tiny_slices
 from ctmd_validate import cli
 from ctmd_validate.cache import RunCache
 from ctmd_validate.engine import validate
@@ -30,10 +30,6 @@ def _comparable(data: dict) -> dict:
     return data
 
 
-def _slice(root: Path, class_key: str, i: int) -> Path:
-    return sorted((root / CLASS_DIR[class_key] / TINY_CASES[class_key].case_id).glob("*.dcm"))[i]
-
-
 def test_unchanged_rerun_comes_from_the_cache_with_the_same_report(make_tree, tmp_path, capsys):
     root = make_tree(["stray-file", "type1-missing"])
     rc1, _out1, first = run(capsys, root, tmp_path / "a.json")
@@ -50,7 +46,7 @@ def test_a_file_rewritten_under_a_stale_entry_is_read_again(make_tree, tmp_path,
     root = make_tree()
     _rc, _out, first = run(capsys, root, tmp_path / "a.json")
     assert first["valid"]
-    target = _slice(root, "cap", 3)
+    target = tiny_slices(root, "cap")[3]
     st = target.stat()
     data = bytearray(target.read_bytes())
     data[128:132] = b"DICX"  # no longer DICOM, same size
@@ -68,7 +64,7 @@ def test_a_file_rewritten_under_a_stale_entry_is_read_again(make_tree, tmp_path,
 def test_any_change_to_the_tree_is_a_miss(make_tree, tmp_path, capsys, change):
     root = make_tree()
     run(capsys, root, tmp_path / "a.json")
-    target = _slice(root, "normal", 2)
+    target = tiny_slices(root, "normal")[2]
     if change == "delete":
         target.unlink()
     elif change == "add":

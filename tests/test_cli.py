@@ -12,18 +12,12 @@ from pathlib import Path
 import pytest
 
 import ctmd_validate.checks  # noqa: F401  (registers every check id)
-from conftest import LABEL_FILES, snapshot
+from conftest import LABEL_FILES, run_cli, snapshot
 from ctmd_validate import cli
 from ctmd_validate.checks import REGISTRY
 from ctmd_validate.report import validate_report
 
 ESC = "\x1b"
-
-
-def run_cli(capsys: pytest.CaptureFixture[str], *args: object) -> tuple[int, str, str]:
-    rc = cli.main([str(a) for a in args])
-    out, err = capsys.readouterr()
-    return rc, out, err
 
 
 def finding_keys(data: dict) -> list[tuple]:

@@ -8,17 +8,11 @@ from pathlib import Path
 import pytest
 
 import ctmd_validate.checks  # noqa: F401  (registers every check id)
-from conftest import TINY_CASES
+from conftest import TINY_CASES, run_cli
 from ctmd_validate import cli, synth
 from ctmd_validate.checks import REGISTRY, check_ids
 from ctmd_validate.engine import MODES, validate
 from ctmd_validate.report import validate_report
-
-
-def run_cli(capsys: pytest.CaptureFixture[str], *args: object) -> tuple[int, str, str]:
-    rc = cli.main([str(a) for a in args])
-    out, err = capsys.readouterr()
-    return rc, out, err
 
 
 def check(capsys, root: Path, *extra: object) -> tuple[int, str, dict]:

@@ -9,19 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from conftest import CLASS_DIR, TINY_CASES, snapshot
-from ctmd_validate import cli
+from conftest import run_cli, snapshot, tiny_slices
 from ctmd_validate.report import validate_report
-
-
-def run(capsys, *args: object) -> tuple[int, str, str]:
-    rc = cli.main([str(a) for a in args])
-    out, err = capsys.readouterr()
-    return rc, out, err
-
-
-def _slice(root: Path, class_key: str, i: int) -> Path:
-    return sorted((root / CLASS_DIR[class_key] / TINY_CASES[class_key].case_id).glob("*.dcm"))[i]
 
 
 @pytest.fixture
@@ -29,7 +18,7 @@ def shipped(make_tree, tmp_path, capsys) -> tuple[Path, Path]:
     """A clean copy and the manifest the curators built of it (outside the copy)."""
     root = make_tree()
     manifest = tmp_path / "release" / "manifest-sha256.txt"
-    rc, out, _ = run(capsys, "manifest", "build", root, "-o", manifest)
+    rc, out, _ = run_cli(capsys, "manifest", "build", root, "-o", manifest)
     assert rc == 0, out
     assert "343 files" in out or "files," in out
     return root, manifest
@@ -49,7 +38,7 @@ def test_build_writes_a_manifest_sha256sum_accepts(shipped):
 def test_build_never_writes_into_the_dataset(make_tree, capsys):
     root = make_tree()
     before = snapshot(root)
-    rc, _out, err = run(capsys, "manifest", "build", root, "-o", root / "manifest-sha256.txt")
+    rc, _out, err = run_cli(capsys, "manifest", "build", root, "-o", root / "manifest-sha256.txt")
     assert rc == 2
     assert "inside the dataset root" in err
     assert snapshot(root) == before
@@ -57,7 +46,7 @@ def test_build_never_writes_into_the_dataset(make_tree, capsys):
 
 def test_verify_clean_copy_is_valid(shipped, capsys):
     root, manifest = shipped
-    rc, out, _ = run(capsys, "manifest", "verify", root, manifest)
+    rc, out, _ = run_cli(capsys, "manifest", "verify", root, manifest)
     assert rc == 0
     assert "VALID: 0 errors" in out
     assert "fixity mode" in out
@@ -66,18 +55,18 @@ def test_verify_clean_copy_is_valid(shipped, capsys):
 
 def test_verify_names_every_bad_file(shipped, tmp_path, capsys):
     root, manifest = shipped
-    flipped = _slice(root, "cap", 3)
+    flipped = tiny_slices(root, "cap")[3]
     data = bytearray(flipped.read_bytes())
     data[-10] ^= 0xFF
     flipped.write_bytes(bytes(data))
-    truncated = _slice(root, "covid", 5)
+    truncated = tiny_slices(root, "covid")[5]
     truncated.write_bytes(truncated.read_bytes()[:-100])
-    deleted = [_slice(root, "normal", i) for i in (1, 2, 3)]
+    deleted = [tiny_slices(root, "normal")[i] for i in (1, 2, 3)]
     for f in deleted:
         f.unlink()
     (root / "notes.txt").write_text("mine", encoding="utf-8")
     report = tmp_path / "verify.json"
-    rc, out, _ = run(capsys, "manifest", "verify", root, manifest, "--report", report)
+    rc, out, _ = run_cli(capsys, "manifest", "verify", root, manifest, "--report", report)
     assert rc == 1
     data = json.loads(report.read_text(encoding="utf-8"))
     validate_report(data)
@@ -95,14 +84,14 @@ def test_verify_names_every_bad_file(shipped, tmp_path, capsys):
 
 def test_verify_fast_sees_sizes_not_contents(shipped, capsys):
     root, manifest = shipped
-    flipped = _slice(root, "cap", 3)
+    flipped = tiny_slices(root, "cap")[3]
     data = bytearray(flipped.read_bytes())
     data[-10] ^= 0xFF
     flipped.write_bytes(bytes(data))
-    assert run(capsys, "manifest", "verify", root, manifest, "--fast")[0] == 0
-    truncated = _slice(root, "covid", 5)
+    assert run_cli(capsys, "manifest", "verify", root, manifest, "--fast")[0] == 0
+    truncated = tiny_slices(root, "covid")[5]
     truncated.write_bytes(truncated.read_bytes()[:-100])
-    rc, out, _ = run(capsys, "manifest", "verify", root, manifest, "--fast")
+    rc, out, _ = run_cli(capsys, "manifest", "verify", root, manifest, "--fast")
     assert rc == 1
     assert "integrity.size (1)" in out
     assert "integrity.checksum" not in out
@@ -110,16 +99,16 @@ def test_verify_fast_sees_sizes_not_contents(shipped, capsys):
 
 def test_check_with_manifest_runs_fixity_beside_every_check(shipped, tmp_path, capsys):
     root, manifest = shipped
-    flipped = _slice(root, "cap", 3)
+    flipped = tiny_slices(root, "cap")[3]
     data = bytearray(flipped.read_bytes())
     data[-10] ^= 0xFF  # inside native pixel data: no other check can see it
     flipped.write_bytes(bytes(data))
     report = tmp_path / "r.json"
-    rc, _out, _ = run(
+    rc, _out, _ = run_cli(
         capsys, "check", root, "--profile", "subset", "--report", report, "--no-cache"
     )
     assert rc == 0
-    rc, out, _ = run(
+    rc, out, _ = run_cli(
         capsys, "check", root, "--profile", "subset", "--manifest", manifest, "--report", report
     )
     assert rc == 1
@@ -130,14 +119,14 @@ def test_check_with_manifest_runs_fixity_beside_every_check(shipped, tmp_path, c
 
 def test_a_cached_rerun_still_compares_the_manifest(shipped, capsys):
     root, manifest = shipped
-    run(capsys, "check", root, "--profile", "subset")  # fills the cache
+    run_cli(capsys, "check", root, "--profile", "subset")  # fills the cache
     # same tree (the manifest lies outside it): the cache is used, the hashes are not
-    rc, out, _ = run(capsys, "check", root, "--profile", "subset", "--manifest", manifest)
+    rc, out, _ = run_cli(capsys, "check", root, "--profile", "subset", "--manifest", manifest)
     assert rc == 0 and "unchanged since the last run" in out
     other = manifest.with_name("other-sha256.txt")
     lines = manifest.read_text(encoding="utf-8").splitlines()
     other.write_text("\n".join(["0" * 64 + lines[0][64:], *lines[1:]]) + "\n", encoding="utf-8")
-    rc, out, _ = run(capsys, "check", root, "--profile", "subset", "--manifest", other)
+    rc, out, _ = run_cli(capsys, "check", root, "--profile", "subset", "--manifest", other)
     assert rc == 1 and "unchanged since the last run" in out
     assert "integrity.checksum (1)" in out
 
@@ -149,7 +138,7 @@ def test_a_malformed_manifest_is_a_finding(make_tree, tmp_path, capsys, content)
     root = make_tree()
     manifest = tmp_path / "bad.txt"
     manifest.write_bytes(content)
-    rc, out, _ = run(capsys, "manifest", "verify", root, manifest, "--max-lines", "0")
+    rc, out, _ = run_cli(capsys, "manifest", "verify", root, manifest, "--max-lines", "0")
     assert rc == 1
     if content:
         assert "integrity.manifest (1)" in out
@@ -158,7 +147,7 @@ def test_a_malformed_manifest_is_a_finding(make_tree, tmp_path, capsys, content)
 
 def test_an_unreadable_manifest_is_a_usage_error(make_tree, tmp_path, capsys):
     root = make_tree()
-    rc, out, err = run(capsys, "manifest", "verify", root, tmp_path / "absent.txt")
+    rc, out, err = run_cli(capsys, "manifest", "verify", root, tmp_path / "absent.txt")
     assert rc == 2 and out == ""
     assert "manifest" in err
 
@@ -166,13 +155,13 @@ def test_an_unreadable_manifest_is_a_usage_error(make_tree, tmp_path, capsys):
 def test_html_report_is_written_outside_the_dataset(make_tree, tmp_path, capsys):
     root = make_tree(["missing-slice"])
     page = tmp_path / "out" / "report.html"
-    rc, out, _ = run(capsys, "check", root, "--profile", "subset", "--html", page)
+    rc, out, _ = run_cli(capsys, "check", root, "--profile", "subset", "--html", page)
     assert rc == 1
     assert f"html: {page}" in out
     text = page.read_text(encoding="utf-8")
     assert text.startswith("<!DOCTYPE html>")
     assert "counts.case_slices" in text
     before = snapshot(root)
-    rc, _out, err = run(capsys, "check", root, "--profile", "subset", "--html", root / "r.html")
+    rc, _out, err = run_cli(capsys, "check", root, "--profile", "subset", "--html", root / "r.html")
     assert rc == 2 and "inside the dataset" in err
     assert snapshot(root) == before

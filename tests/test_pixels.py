@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import shutil
 import warnings
-from pathlib import Path
 
 import pydicom
 import pytest
@@ -13,17 +12,13 @@ from hypothesis import strategies as st
 from pydicom.encaps import encapsulate, generate_frames
 from pydicom.uid import RLELossless
 
-from conftest import CLASS_DIR, TINY_CASES, new_findings
+from conftest import new_findings, tiny_slices
 from ctmd_validate import cli, synth
 from ctmd_validate.engine import validate
 from ctmd_validate.findings import CheckStatus
 from ctmd_validate.scan import read_header
 
 PIXEL_IDS = {"integrity.pixel.decode", "integrity.pixel.range"}
-
-
-def _slices(root: Path, class_key: str) -> list[Path]:
-    return sorted((root / CLASS_DIR[class_key] / TINY_CASES[class_key].case_id).glob("*.dcm"))
 
 
 def test_deep_scan_of_a_clean_tree_decodes_every_frame_and_finds_nothing(clean_tiny):
@@ -54,7 +49,7 @@ def test_pixel_defects_are_invisible_to_the_header_pass(name, make_tree, clean_t
 
 def test_damaged_rle_stream_fails_to_decode(make_tree):
     root = make_tree()
-    target = _slices(root, "normal")[3]
+    target = tiny_slices(root, "normal")[3]
     ds = pydicom.dcmread(target)
     ds.compress(RLELossless)
     ds.save_as(target)
@@ -106,7 +101,7 @@ def test_deep_scan_in_parallel_equals_one_process(make_tree):
 def test_damaged_pixel_bytes_never_crash_the_deep_read(
     clean_tiny, tmp_path, capsys, which, start, length, byte
 ):
-    source = _slices(clean_tiny, which)[1]
+    source = tiny_slices(clean_tiny, which)[1]
     data = bytearray(source.read_bytes())
     at = int(len(data) * start)
     data[at : at + length] = bytes([byte]) * len(data[at : at + length])

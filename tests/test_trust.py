@@ -27,8 +27,8 @@ import pydicom
 import pytest
 
 import ctmd_validate.checks  # noqa: F401  (registers every check id)
-from conftest import recorded, snapshot
-from ctmd_validate import Severity, cli, validate
+from conftest import recorded, run_cli, snapshot
+from ctmd_validate import Severity, validate
 from ctmd_validate.labelfiles import read_npy
 from ctmd_validate.paths import sanitize_message
 from ctmd_validate.report import Report, validate_report, write_atomic
@@ -36,12 +36,6 @@ from ctmd_validate.scan import read_header
 
 PROFILES = ("subset", "release")
 scan_module = importlib.import_module("ctmd_validate.scan")  # the package exports scan()
-
-
-def run_cli(capsys, *args: object) -> tuple[int, str, str]:
-    rc = cli.main([str(a) for a in args])
-    out, err = capsys.readouterr()
-    return rc, out, err
 
 
 def ids(report: Report, severity: Severity | None = None) -> set[str]:

@@ -28,7 +28,7 @@ from pathlib import Path
 import pytest
 
 import ctmd_validate.checks  # noqa: F401  (registers every check id)
-from conftest import LABEL_FILES, snapshot
+from conftest import LABEL_FILES, run_cli, snapshot
 from ctmd_validate import cli, validate
 from ctmd_validate.paths import Confined, contains, display, printable, sanitize_message
 from ctmd_validate.report import Report, validate_report, write_atomic
@@ -37,12 +37,6 @@ EXIT_OK, EXIT_FINDINGS, EXIT_CANNOT_RUN = 0, 1, 2
 PYTEST_USAGE = 4
 TIMEOUT = 300
 PLUGIN = ("-p", "ctmd_validate.pytest_plugin")
-
-
-def run_cli(capsys, *args: object) -> tuple[int, str, str]:
-    rc = cli.main([str(a) for a in args])
-    out, err = capsys.readouterr()
-    return rc, out, err
 
 
 def check_argv(root: Path, *extra: object) -> list[str]:
