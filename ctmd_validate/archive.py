@@ -24,6 +24,7 @@ from .errors import CtmdError
 from .paths import display
 
 __all__ = [
+    "IMAGE_BYTES",
     "MAX_MEMBER_BYTES",
     "Archive",
     "MemberPath",
@@ -32,8 +33,10 @@ __all__ = [
     "read_member",
 ]
 
-#: A member larger than this is not read (a CT slice takes 0.5 MiB; a label array 20 MiB).
+#: A member larger than this is not read (a label array takes 20 MiB; see ``IMAGE_BYTES``).
 MAX_MEMBER_BYTES = 1 << 30
+#: An image member larger than this is not read (a CT slice takes 0.5 MiB).
+IMAGE_BYTES = 256 << 20
 _LOCAL_HEADER = b"PK\x03\x04"
 _EMPTY_ARCHIVE = b"PK\x05\x06"
 
@@ -162,6 +165,15 @@ def _unsafe(info: zipfile.ZipInfo) -> str | None:
         return "a symbolic link: an extraction would create a link, which is not followed"
     if info.flag_bits & 0x1:
         return "encrypted: cannot be read without a password"
+    if info.compress_type not in (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED):
+        # Python inflates bzip2 and LZMA members whole, whatever size they declare: a
+        # 2 KB member can fill memory
+        return (
+            f"compressed with method {info.compress_type} (not stored or deflated): its size "
+            "cannot be bounded while reading, so it is not read"
+        )
+    if any(part in ("", ".") for part in name.rstrip("/").split("/")):
+        return "an empty or '.' component: two names could mean one file"
     return None
 
 

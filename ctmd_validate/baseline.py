@@ -40,6 +40,8 @@ class Baseline:
 
     source: str
     keys: frozenset[Key]
+    #: the baseline report's ``redaction_basis``: masked findings match only under the same
+    redaction_basis: str | None = None
 
 
 def _key(data: dict[str, Any]) -> Key | None:
@@ -67,6 +69,8 @@ def load_baseline(path: str | os.PathLike[str]) -> Baseline:
         raise CtmdError(f"cannot read the baseline {shown}: {exc.strerror}") from exc
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise CtmdError(f"the baseline {shown} is not a JSON report: {exc}") from exc
+    except RecursionError as exc:
+        raise CtmdError(f"the baseline {shown} is nested too deeply to be a report") from exc
     if (
         not isinstance(data, dict)
         or not isinstance(data.get("tool"), dict)
@@ -80,22 +84,38 @@ def load_baseline(path: str | os.PathLike[str]) -> Baseline:
         if key is None:
             raise CtmdError(f"the baseline {shown}: finding {i} lacks an id or a message")
         keys.add(key)
-    return Baseline(shown, frozenset(keys))
+    basis = data.get("redaction_basis")
+    return Baseline(shown, frozenset(keys), basis if isinstance(basis, str) else None)
 
 
 def mark_known(
-    results: list[CheckResult], baseline: Baseline, shown: Callable[[Any], Any]
+    results: list[CheckResult],
+    baseline: Baseline,
+    shown: Callable[[Any], Any],
+    basis: str | None = None,
 ) -> list[CheckResult]:
-    """Mark the findings present in ``baseline`` as known; ``shown`` masks as reports do."""
+    """Mark the findings present in ``baseline`` as known; ``shown`` masks as reports do.
+
+    A finding whose shown key holds a masked name is known only when both runs masked
+    alike (``basis``, the report's ``redaction_basis``, equals the baseline's): else two
+    different files could read the same (``[redacted#3].dcm``) and one would hide the other.
+    A plain ``[redacted]`` (a name that is in no file of the copy) never matches.
+    """
+    same_masking = basis is not None and basis == baseline.redaction_basis
     out = []
     for result in results:
-        findings = [_marked(f, baseline, shown) for f in result.findings]
+        findings = [_marked(f, baseline, shown, same_masking) for f in result.findings]
         out.append(dataclasses.replace(result, findings=findings))
     return out
 
 
-def _marked(f: Finding, baseline: Baseline, shown: Callable[[Any], Any]) -> Finding:
+def _marked(
+    f: Finding, baseline: Baseline, shown: Callable[[Any], Any], same_masking: bool
+) -> Finding:
     if f.check_id in PROTECTED_IDS:
         return f
     key = (f.check_id, shown(f.case), shown(f.path), shown(f.message))
+    text = "\0".join(str(k) for k in key)
+    if "[redacted" in text and (not same_masking or "[redacted]" in text):
+        return f
     return dataclasses.replace(f, known=True) if key in baseline.keys else f

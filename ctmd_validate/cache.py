@@ -70,7 +70,7 @@ def _stat_line(path: str, st: os.stat_result, skip: int) -> bytes:
     return line.encode("utf-8", "surrogateescape")
 
 
-def _tree_digest(root: str, digest: hashlib._Hash, recursive: bool = True) -> None:
+def _tree_digest(root: str, digest: hashlib._Hash) -> None:
     """Feed ``lstat`` of every entry below ``root`` to ``digest``; links are not followed."""
     stack = [root]
     skip = len(os.path.join(root, ""))
@@ -89,7 +89,7 @@ def _tree_digest(root: str, digest: hashlib._Hash, recursive: bool = True) -> No
                 digest.update(b"unstattable " + os.fsencode(entry.name) + b"\n")
                 continue
             digest.update(_stat_line(entry.path, st, skip))
-            if recursive and stat.S_ISDIR(st.st_mode):
+            if stat.S_ISDIR(st.st_mode):
                 stack.append(entry.path)
         stack.sort(reverse=True)
 
@@ -142,7 +142,7 @@ class RunCache:
         fingerprint.update(repr((real_root, real_labels, deep)).encode("utf-8", "replace"))
         _tree_digest(real_root, fingerprint)
         if real_labels is not None:
-            _tree_digest(real_labels, fingerprint, recursive=False)
+            _tree_digest(real_labels, fingerprint)  # links inside it may lead to sub-folders
         return name.hexdigest()[:32], fingerprint.hexdigest()
 
     def _private(self, path: Path, *, folder: bool) -> bool:

@@ -434,6 +434,11 @@ def build_parser() -> argparse.ArgumentParser:  # noqa: PLR0915  (one declaratio
     m.add_argument("--jobs", type=int, default=None, help="hashing threads (default: all cores)")
     m.add_argument("--quiet", action="store_true", help="no progress bar")
     m.add_argument(
+        "--show-values",
+        action="store_true",
+        help="show the names of missing files (never shown otherwise: they may hold IDs)",
+    )
+    m.add_argument(
         "--max-lines",
         type=_non_negative,
         default=20,
@@ -445,7 +450,6 @@ def build_parser() -> argparse.ArgumentParser:  # noqa: PLR0915  (one declaratio
         config=None,
         policy=None,
         labels=None,
-        show_values=False,
         baseline=None,
         errors_only=False,
         by_case=False,

@@ -38,7 +38,14 @@ FIXITY_IDS = (
 )
 MODES: dict[str, tuple[str, ...] | None] = {
     "full": None,
-    "integrity": ("integrity.*", "archive.*", "structure.*", "counts.*", "dicom.unreadable"),
+    "integrity": (
+        "integrity.*",
+        "archive.*",
+        "structure.*",
+        "counts.*",
+        "dicom.unreadable",
+        "labels.file.*",
+    ),
     "fixity": FIXITY_IDS,
 }
 
@@ -67,7 +74,7 @@ def _report(
     """The run's report: config applied to the check results, then the baseline."""
     report = Report(scanned, config.apply(results), config, policy, redact=redact, mode=mode)
     if baseline is not None:
-        report.results = mark_known(report.results, baseline, report.scrub)
+        report.results = mark_known(report.results, baseline, report.scrub, report.redaction_basis)
         report.baseline = baseline.source
     return report
 

@@ -20,7 +20,7 @@ import stat
 import threading
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor, as_completed
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from ctmd_validate.atomic import write_atomic
@@ -96,6 +96,7 @@ class ManifestEntry:
     path: str
     sha256: str
     size: int | None  # from the sizes companion file when present
+    line: int = 0  # where the manifest lists it (1-based)
 
 
 @dataclass(frozen=True)
@@ -115,6 +116,8 @@ class Discrepancy:
     path: str
     expected: object  # hash / size / None
     actual: object
+    #: the manifest's line, for a listed file (an annotation: not compared)
+    line: int = field(default=0, compare=False)
 
 
 # --------------------------------------------------------------------------- the walk
@@ -614,7 +617,7 @@ def read_manifest(path: str | os.PathLike[str]) -> Manifest:
             problems.append(f"line {number}: duplicate path (first on line {first_line[name]})")
         else:
             digest = match.group(1).decode("ascii").lower()
-            entries[name] = ManifestEntry(name, digest, None)
+            entries[name] = ManifestEntry(name, digest, None, number)
             first_line[name] = number
     sizes = _read_capped(sizes_path(manifest_path), "sizes file")
     if sizes is not None:
@@ -637,7 +640,7 @@ def _apply_sizes(data: bytes, entries: dict[str, ManifestEntry], problems: list[
             problems.append(f"sizes line {number}: path not in the manifest")
         else:
             sized[name] = number
-            entries[name] = ManifestEntry(name, entries[name].sha256, int(match.group(1)))
+            entries[name] = replace(entries[name], size=int(match.group(1)))
 
 
 # --------------------------------------------------------------------------- comparison
@@ -656,7 +659,7 @@ def compare(files: list[TreeFile], manifest: Manifest, *, fast: bool = False) ->
     for name, entry in manifest.entries.items():
         found = tree.get(name)
         if found is None:
-            out.append(Discrepancy(MISSING, name, entry.sha256, None))
+            out.append(Discrepancy(MISSING, name, entry.sha256, None, entry.line))
             continue
         if entry.size is not None and found.size != entry.size:
             out.append(Discrepancy(SIZE, name, entry.size, found.size))
@@ -700,6 +703,19 @@ def verify(
     CtmdError when the manifest cannot be read.
     """
     parsed = read_manifest(manifest)
+    if fast and not parsed.sizes_found:
+        raise CtmdError(
+            f"--fast compares sizes, and {display(os.fspath(sizes_path(manifest)))} (the "
+            "manifest's sizes) is absent: without --fast every file is hashed"
+        )
+    problems = list(parsed.problems)
+    if not parsed.entries:
+        problems.append("lists no file: nothing to compare the copy with")
+    unsized = sum(1 for e in parsed.entries.values() if e.size is None)
+    if fast and unsized:
+        problems.append(
+            f"{unsized} listed files have no size in the sizes file: not compared (--fast)"
+        )
     exclude = [os.fspath(manifest), os.fspath(sizes_path(manifest))]
     listed, skipped = list_files(root, exclude)
     hashed = hash_files(root, listed, jobs=jobs, fast=fast, progress=progress)
@@ -707,7 +723,7 @@ def verify(
         manifest=display(os.fspath(manifest)),
         fast=fast,
         files=len(hashed),
-        problems=list(parsed.problems),
+        problems=problems,
         skipped=list(skipped),
         discrepancies=compare(hashed, parsed, fast=fast),
     )

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
+import hmac
 import json
 import os
 import re
@@ -206,6 +208,22 @@ class Report:
         alternatives = sorted(masked, key=len, reverse=True)
         return re.compile("|".join(re.escape(a) for a in alternatives)), masked, tokens
 
+    @cached_property
+    def redaction_basis(self) -> str | None:
+        """What the masked names' numbering rests on, as a keyed digest (or None).
+
+        ``[redacted#N]`` numbers the tree's names that hold identifying values; two runs
+        number alike only over the same names and values. A baseline may match masked
+        findings only when both runs share this basis. The digest is keyed with the
+        identifying values themselves, so the report gives nothing to test guesses of a
+        name against.
+        """
+        if self._mask is None:
+            return None
+        key = "\0".join(sorted(self.redact)).encode("utf-8", "surrogateescape")
+        stems = "\0".join(sorted(self._names[2])).encode("utf-8", "surrogateescape")
+        return hmac.new(key, stems, hashlib.sha256).hexdigest()
+
     def _mask_text(self, text: str) -> str:
         """Every name and token holding an identifying value, masked whole.
 
@@ -354,6 +372,7 @@ class Report:
                 "standard_edition": self.policy.standard_edition,
             },
             "redacted": bool(self.redact),
+            "redaction_basis": self.redaction_basis,
             "mode": self.mode,
             "baseline": self.baseline,
             "valid": self.valid,

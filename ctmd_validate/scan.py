@@ -38,7 +38,7 @@ from pydicom.uid import UID, DeflatedExplicitVRLittleEndian
 from pydicom.values import converters
 
 from . import tables
-from .archive import Archive, is_archive, read_member
+from .archive import IMAGE_BYTES, Archive, is_archive, read_member
 from .errors import CtmdError
 from .labelfiles import LabelFiles, load_archive_labels, load_labels
 from .paths import Confined, LinkState, contains, display, sanitize_message
@@ -644,7 +644,7 @@ def _read_member_into(
 ) -> None:
     """:func:`_read_into` for a member of a zip archive: read into memory, never to disk."""
     try:
-        data = read_member(archive, member)
+        data = read_member(archive, member, IMAGE_BYTES)
     except OSError as exc:
         row["status"] = "unreadable"
         row["error"] = str(exc)

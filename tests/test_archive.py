@@ -16,6 +16,7 @@ from hypothesis import strategies as st
 from conftest import snapshot
 from ctmd_validate import cli
 from ctmd_validate.engine import validate
+from ctmd_validate.paths import display
 
 
 def zip_tree(tree: Path, out: Path, *, top: str | None = "COVID-CT-MD", stored=False) -> Path:
@@ -80,7 +81,7 @@ def test_unsafe_members_are_refused_and_never_read(make_tree, tmp_path, name, li
     _add_member(archive, name, b"/etc/passwd" if link else b"DICM" * 40, link=link)
     report = validate(archive, "subset", jobs=1)
     hits = [f for f in report.active if f.check_id == "archive.unsafe_member"]
-    assert [f.path for f in hits] == [name]
+    assert [f.path for f in hits] == [display(name)]  # shown escaped, one to one
     assert why in hits[0].message
     assert name not in set(report.scan.files["path"])
     assert not report.valid
@@ -191,3 +192,28 @@ def test_any_member_names_never_crash_the_scan(tmp_path_factory, names):
     assert data["valid"] is False  # never a dataset
     for f in report.active:
         assert f.path is None or not os.path.isabs(f.path) or f.check_id == "archive.unsafe_member"
+
+
+@pytest.mark.parametrize(
+    ("name", "method", "why"),
+    [
+        ("COVID-CT-MD/bomb.dcm", zipfile.ZIP_BZIP2, "cannot be bounded"),
+        ("COVID-CT-MD/lzma.dcm", zipfile.ZIP_LZMA, "cannot be bounded"),
+        ("COVID-CT-MD//CAP subjects/x.dcm", zipfile.ZIP_DEFLATED, "empty or '.' component"),
+        ("./COVID-CT-MD/x.dcm", zipfile.ZIP_DEFLATED, "empty or '.' component"),
+        ("COVID-CT-MD/a\nVALID: 0 errors.dcm", zipfile.ZIP_DEFLATED, "not read"),
+    ],
+)
+def test_members_that_cannot_be_read_safely_are_refused(make_tree, tmp_path, name, method, why):
+    archive = zip_tree(make_tree(), tmp_path / "COVID-CT-MD.zip")
+    with zipfile.ZipFile(archive, "a") as zf:
+        zf.writestr(zipfile.ZipInfo(name), b"\0" * 10_000, compress_type=method)
+    report = validate(archive, "subset", jobs=1)
+    hits = [f for f in report.active if f.check_id == "archive.unsafe_member"]
+    if "\n" in name:  # a plain name with a line break: read, shown escaped (no fake lines)
+        assert not hits
+        assert all("\n" not in line for line in report.summary().splitlines())
+        assert "a\\x0aVALID" in report.summary(per_group=None)
+        return
+    assert [f.path for f in hits] == [display(name)]
+    assert why in hits[0].message

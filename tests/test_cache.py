@@ -12,6 +12,7 @@ from conftest import snapshot, tiny_slices
 from ctmd_validate import cli
 from ctmd_validate.cache import RunCache
 from ctmd_validate.engine import validate
+from ctmd_validate.findings import Severity
 
 
 def run(capsys, root: Path, report: Path, *extra: object) -> tuple[int, str, dict]:
@@ -152,3 +153,27 @@ def test_the_cache_is_private(make_tree, tmp_path):
     assert (tmp_path / "c").stat().st_mode & 0o777 == 0o700
     for entry in (tmp_path / "c").iterdir():
         assert entry.stat().st_mode & 0o777 == 0o600
+
+
+def test_a_change_behind_a_link_in_the_labels_folder_is_a_miss(make_tree, tmp_path):
+    """--labels DIR whose files are links into a sub-folder: the sub-folder is keyed too."""
+    root = make_tree()
+    labels = tmp_path / "labels"
+    (labels / "real").mkdir(parents=True)
+    for name in (
+        "Index.csv",
+        "Slice-level-labels.npy",
+        "Lobe-level-labels.npy",
+        "Slice-level-labels-updated-1.npy",
+        "Lobe-level-labels-updated-1.npy",
+    ):
+        (root / name).rename(labels / "real" / name)
+        (labels / name).symlink_to(Path("real") / name)
+    cache = RunCache(tmp_path / "c")
+    first = validate(root, "subset", jobs=1, labels_dir=labels, cache=cache)
+    assert validate(root, "subset", jobs=1, labels_dir=labels, cache=cache).scan.cached
+    target = labels / "real" / "Slice-level-labels.npy"
+    target.write_bytes(target.read_bytes()[:-8])
+    again = validate(root, "subset", jobs=1, labels_dir=labels, cache=cache)
+    assert not again.scan.cached
+    assert again.count(Severity.ERROR) > first.count(Severity.ERROR)

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 import ctmd_validate.checks  # noqa: F401  (registers every check id)
-from conftest import TINY_CASES, run_cli
+from conftest import CLASS_DIR, TINY_CASES, run_cli
 from ctmd_validate import cli, synth
 from ctmd_validate.checks import REGISTRY, check_ids
 from ctmd_validate.engine import MODES, validate
@@ -211,7 +211,8 @@ def test_integrity_mode_runs_only_the_integrity_checks(make_tree, capsys):
     assert data["mode"] == "integrity"
     ran = {c["id"] for c in data["checks"]}
     assert ran == set(check_ids(MODES["integrity"] or ()))
-    assert not any(i.startswith(("deid.", "geometry.", "labels.")) for i in ran)
+    assert not any(i.startswith(("deid.", "geometry.", "demographics.")) for i in ran)
+    assert all(i.startswith("labels.file.") for i in ran if i.startswith("labels."))
 
 
 @pytest.mark.parametrize("defect", ["truncated-file", "missing-slice", "stray-file"])
@@ -253,3 +254,68 @@ def test_a_waiver_with_a_code_waives_only_that_kind(make_tree, tmp_path, capsys)
         if f["id"] == "geometry.instance_number"
     }
     assert by_code == {"gantry_tilt": "tilted acquisition", "gap": None}
+
+
+def test_a_baseline_never_lets_one_masked_file_hide_another(make_tree, tmp_path, capsys):
+    """Files named after their Patient ID are masked; a baseline that lacked one file must
+    not excuse the lack of another (their masked names could read alike)."""
+    root = make_tree(["deid-filename"])
+    files = tiny_slices_named(root)
+    manifest = tmp_path / "manifest-sha256.txt"
+    assert run_cli(capsys, "manifest", "build", root, "-o", manifest)[0] == 0
+    away = tmp_path / "away"
+    away.mkdir()
+    first = files[4]
+    first.rename(away / first.name)
+    flipped = files[20]  # its masked name is numbered among the names present
+    data = bytearray(flipped.read_bytes())
+    data[-5] ^= 0xFF
+    flipped.write_bytes(bytes(data))
+    _rc, _out, base = check(capsys, root, "--manifest", manifest)
+    assert base["redaction_basis"]
+    baseline = tmp_path / "baseline.json"
+    baseline.write_text(json.dumps(base), encoding="utf-8")
+    (away / first.name).rename(first)
+    second = files[9]
+    second.rename(away / second.name)
+    rc, out, data = check(capsys, root, "--manifest", manifest, "--baseline", baseline)
+    assert rc == 1, out
+    new = {f["id"] for f in data["findings"] if not f.get("known")}
+    assert "integrity.missing_file" in new
+    # the masked names are numbered over another set of names: none of them may match
+    assert data["redaction_basis"] != base["redaction_basis"]
+    masked = [f for f in data["findings"] if "[redacted" in f"{f['path']} {f['message']}"]
+    assert masked and not any(f.get("known") for f in masked)
+
+
+def test_an_unchanged_copy_with_masked_names_is_all_known(make_tree, tmp_path, capsys):
+    root = make_tree(["deid-filename"])
+    _rc, _out, base = check(capsys, root)
+    assert "[redacted#" in json.dumps(base["findings"])
+    baseline = tmp_path / "baseline.json"
+    baseline.write_text(json.dumps(base), encoding="utf-8")
+    rc, _out, data = check(capsys, root, "--baseline", baseline)
+    assert rc == 0
+    assert data["redaction_basis"] == base["redaction_basis"]
+    assert all(f.get("known") for f in data["findings"])
+
+
+def test_a_deeply_nested_baseline_is_a_usage_error(clean_tiny, tmp_path, capsys):
+    deep = tmp_path / "deep.json"
+    deep.write_text("[" * 200_000 + "]" * 200_000, encoding="utf-8")
+    rc, out, err = run_cli(capsys, "check", clean_tiny, "--baseline", deep)
+    assert rc == 2 and out == ""
+    assert "nested too deeply" in err
+
+
+def tiny_slices_named(root):
+    """The COVID-19 case's files after deid-filename renamed them (name order)."""
+    return sorted((root / CLASS_DIR["covid"] / TINY_CASES["covid"].case_id).glob("*"))
+
+
+def test_integrity_mode_sees_a_damaged_label_file(make_tree, capsys):
+    root = make_tree()
+    (root / "Slice-level-labels.npy").write_bytes(b"\x93NUMPY" + b"\0" * 40)
+    rc, _out, data = check(capsys, root, "--mode", "integrity")
+    assert rc == 1
+    assert any(f["id"] == "labels.file.unreadable" for f in data["findings"])

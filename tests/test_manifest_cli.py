@@ -70,16 +70,26 @@ def test_verify_names_every_bad_file(shipped, tmp_path, capsys):
     assert rc == 1
     data = json.loads(report.read_text(encoding="utf-8"))
     validate_report(data)
-    got = {(f["id"], f["path"]) for f in data["findings"]}
+    got = {(f["id"], f["path"]) for f in data["findings"] if f["id"] != "integrity.missing_file"}
     rel = lambda p: p.relative_to(root).as_posix()  # noqa: E731
     assert got == {
         ("integrity.checksum", rel(flipped)),
         ("integrity.size", rel(truncated)),
         ("integrity.extra_file", "notes.txt"),
-        *(("integrity.missing_file", rel(f)) for f in deleted),
     }
+    # a missing file is named by its folder and its manifest line, never by its own name
+    listed = manifest.read_text(encoding="utf-8").splitlines()
+    lines = {i for i, line in enumerate(listed, 1) for f in deleted if line.endswith(rel(f))}
+    missing = [f for f in data["findings"] if f["id"] == "integrity.missing_file"]
+    assert {f["path"] for f in missing} == {rel(deleted[0].parent)}
+    assert {int(f["message"].split("(line ")[1].split(")")[0]) for f in missing} == lines
+    for f in deleted:
+        assert rel(f) not in out and rel(f) not in json.dumps(data)
     for _id, path in got:
         assert path in out
+    # asked for explicitly, the names are shown
+    rc, out, _ = run_cli(capsys, "manifest", "verify", root, manifest, "--show-values")
+    assert all(rel(f) in out for f in deleted)
 
 
 def test_verify_fast_sees_sizes_not_contents(shipped, capsys):
@@ -140,9 +150,24 @@ def test_a_malformed_manifest_is_a_finding(make_tree, tmp_path, capsys, content)
     manifest.write_bytes(content)
     rc, out, _ = run_cli(capsys, "manifest", "verify", root, manifest, "--max-lines", "0")
     assert rc == 1
+    assert "lists no file" in out  # nothing usable listed
     if content:
-        assert "integrity.manifest (1)" in out
+        assert "line 1:" in out  # the malformed line named by its number, never quoted
     assert "integrity.extra_file" in out  # nothing listed: every file is extra
+
+
+def test_fast_without_sizes_is_refused_and_unsized_entries_are_problems(shipped, capsys):
+    root, manifest = shipped
+    sizes = manifest.with_name("manifest-sha256.sizes.txt")
+    lines = sizes.read_text(encoding="utf-8").splitlines()
+    sizes.write_text("\n".join(lines[1:]) + "\n", encoding="utf-8")  # one size dropped
+    rc, out, _ = run_cli(capsys, "manifest", "verify", root, manifest, "--fast")
+    assert rc == 1
+    assert "1 listed files have no size" in out
+    sizes.unlink()
+    rc, out, err = run_cli(capsys, "manifest", "verify", root, manifest, "--fast")
+    assert rc == 2 and "sizes" in err and out == ""
+    assert run_cli(capsys, "manifest", "verify", root, manifest)[0] == 0  # hashes still do
 
 
 def test_an_unreadable_manifest_is_a_usage_error(make_tree, tmp_path, capsys):

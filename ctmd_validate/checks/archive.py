@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from ..findings import Severity
+from ..paths import display
 from .registry import CheckContext, Sink, check
 
 
@@ -22,7 +23,7 @@ def unsafe_member(ctx: CheckContext, sink: Sink) -> int:
         if problem.kind == "archive.unsafe_member":
             sink.add(
                 f"unsafe archive member, not read: {problem.reason}",
-                path=problem.member,
+                path=None if problem.member is None else display(problem.member),
                 expected="a relative name inside the archive's folder",
                 actual=problem.reason,
             )
