@@ -21,6 +21,7 @@ import warnings
 import zlib
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -1060,16 +1061,36 @@ def _parse_all(
         size = max(8, min(256, total // (jobs * 8) or 8))
         pool = ProcessPoolExecutor(max_workers=jobs)
         chunks = pool.map(read, _chunks(items, size))
+    done = 0
     try:
-        done = 0
         for chunk in chunks:
             yield chunk
             done += len(chunk[0])
             if progress:
                 progress(done, total)
+    except BrokenProcessPool:
+        # a worker died (the kernel's OOM killer, a signal): the run goes on, and every
+        # file not yet read says so instead of being silently absent
+        yield _lost(items[done:])
     finally:
         if pool is not None:
             pool.shutdown(cancel_futures=True)
+
+
+def _lost(items: list[tuple[int, str | None]]) -> _Chunk:
+    """Rows for files a dead worker process did not return: unreadable, with the reason."""
+    rows = [
+        {
+            "file_idx": idx,
+            "status": "unreadable",
+            "size": None,
+            "warnings": None,
+            "error": "not read: the worker process reading it died (out of memory, or "
+            "killed); run again with fewer --jobs",
+        }
+        for idx, _path in items
+    ]
+    return rows, {c: [] for c in ELEMENT_COLUMNS}
 
 
 def scan(

@@ -12,6 +12,7 @@ import importlib
 import os
 import shutil
 import struct
+import sys
 import warnings
 from pathlib import Path
 
@@ -457,3 +458,31 @@ def test_other_spellings_of_a_name_are_masked(make_tree) -> None:
         assert spelling not in text
         assert unicodedata.normalize("NFD", spelling) not in text
     assert "\\xfan-l1" not in text
+
+
+def test_a_worker_that_dies_leaves_its_files_unreadable_not_absent(make_tree, monkeypatch):
+    """The kernel's OOM killer ends a worker: the run still reports, every file accounted."""
+    scan_module = sys.modules["ctmd_validate.scan"]
+    root = make_tree()
+    victim = sorted(root.rglob("IM0030.dcm"))[0]
+    real = scan_module.read_header
+
+    def dying(path: str, *args, **kwargs):
+        if os.path.basename(path) == victim.name and os.getpid() != parent:
+            os._exit(9)  # as SIGKILL would: no exception, no cleanup
+        return real(path, *args, **kwargs)
+
+    parent = os.getpid()
+    monkeypatch.setattr(scan_module, "read_header", dying)
+    report = validate(root, "subset", jobs=2)
+    files = report.scan.files
+    assert len(files) == sum(1 for _ in root.rglob("*.dcm"))
+    lost = files[files["error"].fillna("").str.contains("worker process reading it died")]
+    assert len(lost) >= 1
+    assert not report.valid
+    assert any(f.check_id == "dicom.unreadable" for f in report.active)
+    report.dumps()
+
+
+def TINY_FILES_COUNT(root) -> int:
+    return sum(1 for _ in root.rglob("*.dcm"))
