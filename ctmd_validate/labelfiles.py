@@ -16,6 +16,7 @@ import os
 import stat
 import struct
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -276,6 +277,36 @@ def _load_array(
     return LabelArray(version, level, name, shown, array, error)
 
 
+def _read_all(
+    spec: LabelSpec,
+    load_index: Callable[[], IndexFile],
+    load_array: Callable[[str, str, str], LabelArray],
+    where: Path,
+    shown: Callable[[str], str],
+) -> tuple[IndexFile, dict[tuple[str, str], LabelArray]]:
+    """The index and every label array the profile names, each read on its own guard.
+
+    A bug met on a damaged file must not end the run: it becomes that file's error text
+    (sanitised against ``where``), and the other files are still read.
+    """
+    try:
+        index = load_index()
+    except Exception as exc:
+        index = IndexFile(
+            spec.index, shown(spec.index), error=f"cannot be read: {_reason(exc, where)}"
+        )
+    arrays: dict[tuple[str, str], LabelArray] = {}
+    for version in spec.versions:
+        for level, name in (("slice", version.slice_file), ("lobe", version.lobe_file)):
+            try:
+                item = load_array(version.name, level, name)
+            except Exception as exc:
+                error = f"cannot be read: {_reason(exc, where)}"
+                item = LabelArray(version.name, level, name, shown(name), error=error)
+            arrays[(version.name, level)] = item
+    return index, arrays
+
+
 def load_labels(
     root: Path,
     profile: Profile,
@@ -295,21 +326,13 @@ def load_labels(
     else:
         confined = Confined.at(root)
         folder = _find_dir(confined, root, profile, layout_dirs or [])
-    try:
-        index = _load_index(confined, folder, root, spec)
-    except Exception as exc:  # a bug met on a damaged file must not end the run
-        index = IndexFile(
-            spec.index, display(spec.index), error=f"cannot be read: {_reason(exc, folder)}"
-        )
-    arrays: dict[tuple[str, str], LabelArray] = {}
-    for version in spec.versions:
-        for level, name in (("slice", version.slice_file), ("lobe", version.lobe_file)):
-            try:
-                item = _load_array(confined, folder, root, version.name, level, name)
-            except Exception as exc:  # as above: this file's error, the others still read
-                error = f"cannot be read: {_reason(exc, folder)}"
-                item = LabelArray(version.name, level, name, display(name), error=error)
-            arrays[(version.name, level)] = item
+    index, arrays = _read_all(
+        spec,
+        lambda: _load_index(confined, folder, root, spec),
+        lambda version, level, name: _load_array(confined, folder, root, version, level, name),
+        folder,
+        display,
+    )
     return LabelFiles(_shown(folder, root), index, arrays)
 
 
@@ -336,25 +359,18 @@ def load_archive_labels(archive: Archive, profile: Profile, layout_dirs: list[st
     def shown(name: str) -> str:
         return display("/".join((*folder, name)))
 
-    index_path = member(spec.index)
-    if index_path is None:
-        index = IndexFile(spec.index, None)
-    else:
-        try:
-            index = replace(read_index(index_path, spec.index_columns), path=shown(spec.index))
-        except Exception as exc:  # a bug met on a damaged file must not end the run
-            index = IndexFile(
-                spec.index, shown(spec.index), error=f"cannot be read: {_reason(exc, index_path)}"
-            )
-    arrays: dict[tuple[str, str], LabelArray] = {}
-    for version in spec.versions:
-        for level, name in (("slice", version.slice_file), ("lobe", version.lobe_file)):
-            path = member(name)
-            if path is None:
-                arrays[(version.name, level)] = LabelArray(version.name, level, name, None)
-                continue
-            array, error = read_npy(path)
-            arrays[(version.name, level)] = LabelArray(
-                version.name, level, name, shown(name), array, error
-            )
+    def load_index() -> IndexFile:
+        path = member(spec.index)
+        if path is None:
+            return IndexFile(spec.index, None)
+        return replace(read_index(path, spec.index_columns), path=shown(spec.index))
+
+    def load_array(version: str, level: str, name: str) -> LabelArray:
+        path = member(name)
+        if path is None:
+            return LabelArray(version, level, name, None)
+        array, error = read_npy(path)
+        return LabelArray(version, level, name, shown(name), array, error)
+
+    index, arrays = _read_all(spec, load_index, load_array, Path(archive.path), shown)
     return LabelFiles(display("/".join(folder)) or ".", index, arrays)

@@ -110,11 +110,14 @@ _WORDS = {
 def _discrepancies(ctx: CheckContext, kind: str, sink: Sink) -> int:
     if ctx.fixity is None:
         return 0
+    # names of missing files are hidden: each is named by the nearest folder the copy has
+    hidden = kind == "integrity.missing_file" and not ctx.show_values
+    present = _folders(ctx) if hidden else set()  # once, not once per missing file
     for d in ctx.fixity.discrepancies:
         if d.kind != kind:
             continue
-        if kind == "integrity.missing_file" and not ctx.show_values:
-            _missing(ctx, d, sink)
+        if hidden:
+            _missing(ctx, d, present, sink)
             continue
         sink.add(
             _WORDS[kind].format(manifest=ctx.fixity.manifest),
@@ -125,7 +128,7 @@ def _discrepancies(ctx: CheckContext, kind: str, sink: Sink) -> int:
     return ctx.fixity.files
 
 
-def _missing(ctx: CheckContext, d: Discrepancy, sink: Sink) -> None:
+def _missing(ctx: CheckContext, d: Discrepancy, present: set[str], sink: Sink) -> None:
     """A missing file, named by its folder and manifest line: never by its own name.
 
     A name that is only in the manifest cannot be judged by the report's masking (the
@@ -133,7 +136,6 @@ def _missing(ctx: CheckContext, d: Discrepancy, sink: Sink) -> None:
     not shown; the manifest line says which file it is.
     """
     assert ctx.fixity is not None
-    present = _folders(ctx)
     parts = d.path.split("/")[:-1]
     while parts and "/".join(parts) not in present:
         parts.pop()
