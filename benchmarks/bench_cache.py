@@ -117,8 +117,8 @@ def run(root: Path, profile: str, folder: Path, repeat: int) -> None:
     def check(cached: bool) -> Callable[[], Any]:
         def call() -> Any:
             report = validate(root, profile, jobs=JOBS, cache=cache)
-            if report.scan.cached is not cached:
-                sys.exit(f"expected cached={cached}, got {report.scan.cached}")
+            if report.facts.cached is not cached:
+                sys.exit(f"expected cached={cached}, got {report.facts.cached}")
             return report
 
         return call

@@ -73,13 +73,13 @@ def loop_parallel(files: list[str], jobs: int) -> float:
 
 
 def tool(root: Path, profile: str, jobs: int, deep: bool) -> float:
-    from ctmd_validate.engine import validate
+    from ctmd_validate.engine import run_validation
 
     started = time.perf_counter()
-    report = validate(root, profile, jobs=jobs, deep=deep, cache=None)
+    result = run_validation(root, profile, jobs=jobs, deep=deep, cache=None)
     seconds = time.perf_counter() - started
     if deep:
-        files = report.scan.files
+        files = result.scan.files
         bad = files[files["pixel_status"] != "ok"] if "pixel_status" in files else files
         if len(bad):
             sys.exit(f"deep run: {len(bad)} files not decoded")

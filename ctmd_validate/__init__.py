@@ -4,7 +4,7 @@ from __future__ import annotations
 
 __version__ = "0.1.0"
 
-from .engine import validate, validate_scan
+from .engine import Run, run_validation, validate, validate_scan
 from .errors import CtmdError
 from .findings import CheckResult, CheckStatus, Finding, Severity
 from .profiles import Profile, load_profile
@@ -18,10 +18,12 @@ __all__ = [
     "Finding",
     "Profile",
     "Report",
+    "Run",
     "ScanResult",
     "Severity",
     "__version__",
     "load_profile",
+    "run_validation",
     "scan",
     "validate",
     "validate_scan",

@@ -1,4 +1,5 @@
-"""The check catalogue, generated from the registry (ids, severities, docstrings, defects)."""
+"""The check catalogue, generated from the registry (ids, severities, docstrings) and the
+synthetic defects that target each check."""
 
 from __future__ import annotations
 
@@ -10,7 +11,8 @@ START, END = "<!-- catalogue:start -->", "<!-- catalogue:end -->"
 
 
 def catalogue_markdown() -> str:
-    """A Markdown table of every check: id, default severity, scope, meaning and fix, defect."""
+    """A Markdown table of every check: id, default severity, scope, meaning and fix, and the
+    synthetic defects built to demonstrate it (``Defect.targets``)."""
     from .synth import DEFECTS
 
     lines = [
@@ -23,7 +25,7 @@ def catalogue_markdown() -> str:
         defects = ", ".join(
             f"`{d.name}`"
             for d in sorted(DEFECTS.values(), key=lambda d: d.name)
-            if check_id in d.fires
+            if check_id in d.targets
         )
         lines.append(
             f"| `{check_id}` | {spec.severity.value} | {spec.scope} | {text} | {defects} |"

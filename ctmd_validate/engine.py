@@ -1,4 +1,9 @@
-"""The engine both front ends share: scan once, run the checks, apply the config."""
+"""The engine both front ends share: scan once, derive the views, run the checks, report.
+
+The engine alone sees every stage: it builds the run's :class:`~.views.Views` once, hands
+them to the checks on the :class:`~.checks.CheckContext` and to the report as
+:class:`~.report.RunFacts` (what the report shows), so the report never holds the scan.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +12,8 @@ import os
 import re
 import time
 from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
 
 from .archive import archive_md5 as archive_md5_of
 from .archive import is_archive
@@ -21,10 +28,19 @@ from .identifying import identifying_values
 from .paths import display
 from .policy import Policy, load_policy
 from .profiles import Profile, load_profile
-from .report import Report
+from .report import CaseFacts, CheckInfo, Report, RunFacts
 from .scan import ProgressFn, ScanResult, scan
+from .views import Views, inferred_json, stats_json
 
-__all__ = ["FIXITY_IDS", "MODES", "validate", "validate_scan"]
+__all__ = [
+    "FIXITY_IDS",
+    "MODES",
+    "Run",
+    "facts_of",
+    "run_validation",
+    "validate",
+    "validate_scan",
+]
 
 #: ``integrity``: is my copy complete and intact? Fixity, the tree, the counts, files that
 #: cannot be read and pixels that cannot be decoded; not the release's own audit.
@@ -61,22 +77,69 @@ def _selected(mode: str, only: Iterable[str] | None) -> list[str] | None:
     return selected if only is None else [i for i in only if i in selected]
 
 
-def _report(
-    scanned: ScanResult,
+@dataclass(frozen=True)
+class Run:
+    """One run: the scan, its derived views and the report (front ends show the report)."""
+
+    scan: ScanResult
+    views: Views
+    report: Report
+
+
+def _check_infos() -> dict[str, CheckInfo]:
+    """How the report shows each registered check (read per run: the registry can grow)."""
+    return {i: CheckInfo(s.severity, s.title, s.fix) for i, s in REGISTRY.items()}
+
+
+def facts_of(scanned: ScanResult, views: Views) -> RunFacts:
+    """What the report shows of a scan: counts, cases, names to mask, figures."""
+    classes = scanned.profile.classes
+    geometry = views.case_geometry
+    cases = tuple(
+        CaseFacts(
+            case=str(row.case_id),
+            class_label=classes[row.class_key].label
+            if row.class_key in classes
+            else str(row.class_key),
+            path=str(row.case_key),
+            files=int(row.n_files),
+            readable=int(row.n_readable),
+            geometry=geometry.get(str(row.case_key), {}),
+        )
+        for row in scanned.cases.itertuples()
+    )
+    return RunFacts(
+        root=str(scanned.root),
+        profile=scanned.profile,
+        cases=cases,
+        files=len(scanned.files),
+        names=tuple(str(p) for p in (*scanned.files["path"], *scanned.entries["path"])),
+        stats=stats_json(views),
+        inferred=inferred_json(views),
+        checks=_check_infos(),
+        seconds=scanned.seconds,
+        jobs=scanned.jobs,
+        deep=scanned.deep,
+        cached=scanned.cached,
+    )
+
+
+def _finish(
+    ctx: CheckContext,
     results: list[CheckResult],
     redact: frozenset[str],
     *,
     config: Config,
-    policy: Policy,
     baseline: Baseline | None,
     mode: str,
-) -> Report:
+) -> Run:
     """The run's report: config applied to the check results, then the baseline."""
-    report = Report(scanned, config.apply(results), config, policy, redact=redact, mode=mode)
+    facts = facts_of(ctx.scan, ctx.views)
+    report = Report(facts, config.apply(results), config, ctx.policy, redact=redact, mode=mode)
     if baseline is not None:
         report.results = mark_known(report.results, baseline, report.scrub, report.redaction_basis)
         report.baseline = baseline.source
-    return report
+    return Run(ctx.scan, ctx.views, report)
 
 
 def validate_scan(
@@ -98,18 +161,22 @@ def validate_scan(
     ctx = CheckContext(scanned, scanned.profile, policy or load_policy(), show_values)
     results = run_checks(ctx, ids)
     redact = frozenset() if show_values else identifying_values(scanned, ctx.policy)
-    return _report(
-        scanned,
-        results,
-        redact,
-        config=config or Config(),
-        policy=ctx.policy,
-        baseline=baseline,
-        mode=mode,
-    )
+    run = _finish(ctx, results, redact, config=config or Config(), baseline=baseline, mode=mode)
+    return run.report
 
 
 def validate(
+    root: str | os.PathLike[str], profile: str | Profile = "release", **options: Any
+) -> Report:
+    """Validate the dataset at ``root``: one scan, every check, one report.
+
+    The options are :func:`run_validation`'s; this is its report alone (the scan tables
+    are let go).
+    """
+    return run_validation(root, profile, **options).report
+
+
+def run_validation(
     root: str | os.PathLike[str],
     profile: str | Profile = "release",
     *,
@@ -126,8 +193,8 @@ def validate(
     manifest: str | os.PathLike[str] | None = None,
     fast: bool = False,
     archive_md5: str | None = None,
-) -> Report:
-    """Validate the dataset at ``root``: one scan, every check, one report.
+) -> Run:
+    """Validate the dataset at ``root``: one scan, every check; the scan, views and report.
 
     Raises :class:`ctmd_validate.errors.CtmdError` only when the run itself is impossible
     (missing root, bad profile, policy or config). Identifying values are redacted from
@@ -154,7 +221,7 @@ def validate(
             )
         fixity = verify(root, manifest, fast=fast, jobs=jobs)
     md5 = _archive_md5(root, archive_md5, prof) if archive_md5 is not None else None
-    finish = functools.partial(_report, config=cfg, policy=pol, baseline=base, mode=mode)
+    finish = functools.partial(_finish, config=cfg, baseline=base, mode=mode)
     labels = None if labels_dir is None else os.fspath(labels_dir)
     entry = None
     if (
@@ -183,14 +250,14 @@ def validate(
             ctx = CheckContext(hit.scan, prof, pol, show_values, fixity, md5)
             results += run_checks(ctx, [i for i in FIXITY_IDS if i in wanted])
             results.sort(key=lambda r: r.check_id)
-            return finish(hit.scan, results, hit.redact)
+            return finish(ctx, results, hit.redact)
     scanned = scan(root, prof, jobs=jobs, progress=progress, labels_dir=labels_dir, deep=deep)
     ctx = CheckContext(scanned, prof, pol, show_values, fixity, md5)
     results = run_checks(ctx, ids)
     redact = frozenset() if show_values else identifying_values(scanned, pol)
     if entry is not None and cache is not None and ids is None:  # only a full run is kept
         cache.store(*entry, Cached(scanned, results, redact))
-    return finish(scanned, results, redact)
+    return finish(ctx, results, redact)
 
 
 def _archive_md5(

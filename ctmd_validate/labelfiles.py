@@ -1,4 +1,4 @@
-"""Load ``Index.csv`` and the label arrays once, safely, as part of the scan.
+"""Load ``Index.csv`` and the label arrays once, safely, as part of the scan; the Index schema.
 
 Nothing here trusts the files: ``.npy`` headers are read before any data, object (pickled)
 arrays are never loaded (``allow_pickle=False`` always), sizes are checked against the
@@ -23,13 +23,26 @@ from typing import Any, BinaryIO
 
 import numpy as np
 import pandas as pd
+import pandera.pandas as pa
 
 from .archive import Archive, MemberPath
 from .paths import Confined, LinkState, display, sanitize_message
 from .profiles import LabelSpec, Profile
-from .tables import INDEX_FIELDS
 
-__all__ = ["IndexFile", "LabelArray", "LabelFiles", "load_labels", "read_index", "read_npy"]
+__all__ = [
+    "INDEX_FIELDS",
+    "IndexFile",
+    "LabelArray",
+    "LabelFiles",
+    "index_failures",
+    "index_schema",
+    "load_labels",
+    "read_index",
+    "read_npy",
+]
+
+#: The columns of ``Index.csv``, in order, as the rows table names them.
+INDEX_FIELDS = ("label_index", "diagnosis", "relative_path", "case_id")
 
 #: Label files are small (the release's four arrays take 2 MB); refuse absurd headers.
 MAX_ARRAY_BYTES = 1 << 30
@@ -374,3 +387,84 @@ def load_archive_labels(archive: Archive, profile: Profile, layout_dirs: list[st
 
     index, arrays = _read_all(spec, load_index, load_array, Path(archive.path), shown)
     return LabelFiles(display("/".join(folder)) or ".", index, arrays)
+
+
+# --------------------------------------------------------------------------- Index.csv
+
+
+def index_schema(profile: Profile) -> pa.DataFrameSchema:
+    """The contract of ``Index.csv`` rows (text as read): the data, not the tool, may break it.
+
+    Label Index a non-negative integer, unique; Diagnosis one of the labelled classes;
+    Relative Path not empty; Folder/ID unique and matching its Diagnosis's case pattern.
+    """
+    labelled = profile.published.labelled or profile.labels.index_relative_paths
+    specs = [profile.classes[k] for k in labelled]
+    patterns = {s.label: s.case_pattern for s in specs}
+
+    def id_matches_class(df: pd.DataFrame) -> pd.Series:
+        return pd.Series(
+            [
+                d not in patterns or bool(patterns[d].fullmatch(c))
+                for d, c in zip(df["diagnosis"], df["case_id"], strict=True)
+            ],
+            index=df.index,
+            dtype=bool,
+        )
+
+    return pa.DataFrameSchema(
+        {
+            "line": pa.Column(int),
+            "position": pa.Column(int, pa.Check.ge(0)),
+            "label_index": pa.Column(
+                "string",
+                [
+                    pa.Check.str_matches(r"^[0-9]+$", error="a non-negative integer"),
+                    pa.Check(lambda s: ~s.duplicated(keep=False), error="unique"),
+                ],
+            ),
+            "diagnosis": pa.Column(
+                "string", pa.Check.isin(sorted(patterns), error=f"one of {sorted(patterns)}")
+            ),
+            "relative_path": pa.Column(
+                "string", pa.Check.str_length(min_value=1, error="not empty")
+            ),
+            "case_id": pa.Column(
+                "string",
+                [
+                    pa.Check.str_length(min_value=1, error="not empty"),
+                    pa.Check(lambda s: ~s.duplicated(keep=False), error="unique"),
+                ],
+            ),
+        },
+        checks=[pa.Check(id_matches_class, error="Folder/ID matches its Diagnosis's pattern")],
+        strict=True,
+        coerce=True,
+    )
+
+
+def index_failures(rows: pd.DataFrame, profile: Profile) -> list[dict[str, Any]]:
+    """Every cell of ``rows`` that breaks :func:`index_schema`: line, column, rule, value."""
+    try:
+        index_schema(profile).validate(rows, lazy=True)
+    except pa.errors.SchemaErrors as exc:
+        cases = exc.failure_cases
+    else:
+        return []
+    names = dict(zip(INDEX_FIELDS, profile.labels.index_columns, strict=False))
+    out: dict[tuple[int, str, str], dict[str, Any]] = {}
+    for item in cases.itertuples():
+        idx = item.index
+        if idx is None or pd.isna(idx) or int(idx) not in rows.index:
+            continue
+        row = rows.loc[int(idx)]
+        frame_level = item.schema_context == "DataFrameSchema"
+        field_ = "case_id" if frame_level or item.column not in INDEX_FIELDS else item.column
+        key = (int(row["line"]), field_, str(item.check))
+        out[key] = {
+            "line": key[0],
+            "column": names.get(field_, field_),
+            "rule": key[2],
+            "value": str(row[field_]),
+        }
+    return [out[k] for k in sorted(out)]

@@ -236,7 +236,7 @@ class DatasetCollector(pytest.Collector):
     def collect(self) -> Iterator[pytest.Item]:
         state = self.config.stash[_STATE]
         report = state.report
-        present = set(report.scan.cases["case_id"])
+        present = {c.case for c in report.facts.cases}
         for check_id in sorted(r.check_id for r in report.results):  # the mode's checks
             spec = REGISTRY[check_id]
             if spec.scope == "case":

@@ -10,7 +10,8 @@ import os
 import re
 import stat
 from collections import defaultdict
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from functools import cache, cached_property
 from pathlib import Path
 from typing import Any
@@ -19,19 +20,20 @@ import jsonschema
 
 from . import __version__
 from .atomic import is_stream, own_fd, write_atomic
-from .checks import REGISTRY
 from .config import Config
 from .errors import CtmdError
 from .findings import CheckResult, CheckStatus, Finding, Severity
-from .labelstats import inferred_json, stats_json
 from .paths import contains, display, printable
 from .policy import Policy
+from .profiles import Profile
 from .resources import schema_file
-from .scan import ScanResult
 
 __all__ = [
     "REPORT_VERSION",
+    "CaseFacts",
+    "CheckInfo",
     "Report",
+    "RunFacts",
     "check_report_target",
     "report_schema",
     "validate_report",
@@ -114,20 +116,58 @@ def check_report_target(  # noqa: C901, PLR0912  (every refusal before scanning)
     return Path(real)
 
 
-def _number(value: Any) -> float | None:
-    """A finite float rounded for display, else None."""
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        return None
-    return round(number, 3) if number == number and abs(number) != float("inf") else None
+@dataclass(frozen=True)
+class CheckInfo:
+    """How the report presents a check: its default severity, title and fix."""
+
+    severity: Severity
+    title: str
+    fix: str
+
+
+@dataclass(frozen=True)
+class CaseFacts:
+    """One case as the report shows it (the ``cases`` section, before finding counts)."""
+
+    case: str
+    class_label: str
+    path: str
+    files: int
+    readable: int
+    #: median rows, columns, slice thickness, pixel spacing; z extent (mm)
+    geometry: dict[str, float | None] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class RunFacts:
+    """What the report shows about the data and the run, handed over by the engine.
+
+    The report renders these; it never sees the scan tables, so holding a report (the
+    pytest plugin does, for a whole session) does not hold the scan.
+    """
+
+    root: str
+    profile: Profile
+    cases: tuple[CaseFacts, ...]
+    files: int
+    #: every path of the tree (images and other entries): names to mask whole
+    names: tuple[str, ...]
+    #: the report's ``stats`` and ``inferred`` sections
+    stats: dict[str, Any]
+    inferred: dict[str, Any]
+    #: check id -> how it is shown (every check a result may name)
+    checks: Mapping[str, CheckInfo]
+    seconds: float = 0.0
+    jobs: int = 1
+    deep: bool = False
+    cached: bool = False
 
 
 @dataclass
 class Report:
     """Everything one run found; rendering and exit codes are the front ends' business."""
 
-    scan: ScanResult
+    facts: RunFacts
     results: list[CheckResult]
     config: Config
     policy: Policy | None = None
@@ -190,17 +230,16 @@ class Report:
         """
         assert self._mask is not None
         stems: dict[str, str] = {}
-        for column in (self.scan.files["path"], self.scan.entries["path"]):
-            for rel in column:
-                for part in str(rel).split("/"):
-                    if part in stems:
-                        continue
-                    ends = [m.end() for m in self._mask.finditer(part)]
-                    if not ends:
-                        continue
-                    ext = _EXTENSION.search(part)
-                    keep = ext.start() if ext and 0 < ext.start() >= max(ends) else len(part)
-                    stems[part] = part[:keep]
+        for rel in self.facts.names:
+            for part in rel.split("/"):
+                if part in stems:
+                    continue
+                ends = [m.end() for m in self._mask.finditer(part)]
+                if not ends:
+                    continue
+                ext = _EXTENSION.search(part)
+                keep = ext.start() if ext and 0 < ext.start() >= max(ends) else len(part)
+                stems[part] = part[:keep]
         tokens = {t: f"[redacted#{i}]" for i, t in enumerate(sorted(set(stems.values())), 1)}
         masked = {part: tokens[stem] + part[len(stem) :] for part, stem in stems.items()}
         if not masked:
@@ -259,12 +298,12 @@ class Report:
     @property
     def hints(self) -> list[str]:
         """Advice on how the run was set up (not findings about the data)."""
-        profile = self.scan.profile
+        profile = self.facts.profile
         out: list[str] = []
         no_dataset = any(f.check_id == "structure.no_dataset" for f in self.active)
         # no dataset at all: another profile would not help, the message says where to look
         if profile.complete and profile.manifest and not no_dataset:
-            present = len(set(self.scan.cases["case_id"]) & set(profile.manifest))
+            present = len({c.case for c in self.facts.cases} & set(profile.manifest))
             if present < len(profile.manifest) / 2:
                 out.append(
                     f"only {present} of the {len(profile.manifest)} release cases are here: for "
@@ -293,36 +332,17 @@ class Report:
         for f in self.active:
             if f.case is not None:
                 counts[f.case][f.severity] += 1
-        files = self.scan.readable
-        columns = {
-            "rows": "rows",
-            "columns": "columns",
-            "slice_thickness": "slice_thickness",
-            "pixel_spacing": "pixel_spacing_0",
-        }
-        grouped = files.groupby("case_key")
-        medians = grouped[list(columns.values())].median() if len(files) else None
-        z = grouped["ipp_2"].agg(["min", "max"]) if len(files) else None
         out = []
-        for row in self.scan.cases.itertuples():
-            geometry: dict[str, Any] = {}
-            if medians is not None and z is not None and row.case_key in medians.index:
-                for name, column in columns.items():
-                    geometry[name] = _number(medians.at[row.case_key, column])
-                geometry["z_extent"] = _number(
-                    z.at[row.case_key, "max"] - z.at[row.case_key, "min"]
-                )
-            n = counts.get(row.case_id, {})
+        for case in self.facts.cases:
+            n = counts.get(case.case, {})
             out.append(
                 {
-                    "case": row.case_id,
-                    "class": self.scan.profile.classes[row.class_key].label
-                    if row.class_key in self.scan.profile.classes
-                    else row.class_key,
-                    "path": row.case_key,
-                    "files": int(row.n_files),
-                    "readable": int(row.n_readable),
-                    "geometry": geometry,
+                    "case": case.case,
+                    "class": case.class_label,
+                    "path": case.path,
+                    "files": case.files,
+                    "readable": case.readable,
+                    "geometry": dict(case.geometry),
                     "error": n.get(Severity.ERROR, 0),
                     "warning": n.get(Severity.WARNING, 0),
                     "info": n.get(Severity.INFO, 0),
@@ -351,12 +371,13 @@ class Report:
         """The report as ``schemas/report.schema.json`` describes it, identifying values
         masked (``dumps`` validates it against the schema)."""
         statuses = [r.status for r in self.results]
-        profile = self.scan.profile
+        facts = self.facts
+        profile = facts.profile
         data: dict[str, Any] = {
             "report_version": REPORT_VERSION,
             "tool": {"name": "ctmd-validate", "version": __version__},
             "generated": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-            "dataset_root": display(str(self.scan.root)),
+            "dataset_root": display(facts.root),
             "profile": {
                 "name": profile.name,
                 "complete": profile.complete,
@@ -382,8 +403,8 @@ class Report:
                 "info": self.count(Severity.INFO),
                 "waived": sum(1 for f in self.findings if f.waived is not None),
                 "known": len(self.known),
-                "cases": len(self.scan.cases),
-                "files": len(self.scan.files),
+                "cases": len(facts.cases),
+                "files": facts.files,
                 "checks": {
                     "total": len(statuses),
                     "passed": statuses.count(CheckStatus.PASSED),
@@ -392,22 +413,21 @@ class Report:
                 },
             },
             "scan": {
-                "seconds": round(self.scan.seconds, 3),
-                "jobs": self.scan.jobs,
-                "deep": self.scan.deep,
-                "cached": self.scan.cached,
+                "seconds": round(facts.seconds, 3),
+                "jobs": facts.jobs,
+                "deep": facts.deep,
+                "cached": facts.cached,
             },
-            "stats": stats_json(self.scan),
-            "inferred": inferred_json(self.scan),
+            "stats": facts.stats,
+            "inferred": facts.inferred,
             "checks": [self._check_json(r) for r in self.results],
             "cases": self.cases_json(),
             "findings": [f.to_json() for f in self.findings],
         }
         return self.scrub(data)
 
-    @staticmethod
-    def _check_json(result: CheckResult) -> dict[str, Any]:
-        spec = REGISTRY[result.check_id]
+    def _check_json(self, result: CheckResult) -> dict[str, Any]:
+        spec = self.facts.checks[result.check_id]
         out: dict[str, Any] = {
             "id": result.check_id,
             "status": result.status.value,
@@ -436,7 +456,7 @@ class Report:
         ``labels_dir``: a labels folder given apart from the root, never written into
         either. Returns where the report went (a link resolved to its file).
         """
-        path = check_report_target(target, self.scan.root, labels_dir)
+        path = check_report_target(target, self.facts.root, labels_dir)
         write_atomic(path, self.dumps())
         return path
 
@@ -458,7 +478,7 @@ class Report:
                 lines.append(
                     f"           … and {len(items) - len(shown)} more (--max-lines 0 shows all)"
                 )
-            fix = REGISTRY[check_id].fix
+            fix = self.facts.checks[check_id].fix
             if fix:
                 lines.append(f"           fix: {fix}")
         return lines
@@ -471,7 +491,7 @@ class Report:
             if c["error"] or (not errors_only and (c["warning"] or c["info"]))
         ]
         rows.sort(key=lambda c: (-c["error"], -c["warning"], -c["info"], c["case"]))
-        lines = ["", f"cases with findings: {len(rows)} of {len(self.scan.cases)}"]
+        lines = ["", f"cases with findings: {len(rows)} of {len(self.facts.cases)}"]
         for c in rows:
             lines.append(
                 f"  {c['case']:<12} {c['class']:<10} {c['files']:>4} files  "
@@ -481,7 +501,7 @@ class Report:
 
     def _label_lines(self) -> list[str]:
         """Two lines on the labels: their slice order and each version's infected total."""
-        order = inferred_json(self.scan)["label_slice_order"]
+        order = self.facts.inferred["label_slice_order"]
         head = f"labels: slice order {order['value']}"
         if order["index_0"]:
             head += (
@@ -489,7 +509,7 @@ class Report:
                 f"{len(order['cases_disagreeing'])} disagree)"
             )
         totals = []
-        for name, entry in stats_json(self.scan)["labels"]["versions"].items():
+        for name, entry in self.facts.stats["labels"]["versions"].items():
             if entry["infected_slices"] is None:
                 totals.append(f"{name} unreadable")
                 continue
@@ -511,17 +531,17 @@ class Report:
         n_err, n_warn, n_info = (self.count(s) for s in Severity)
         waived = sum(1 for f in self.findings if f.waived is not None)
         known = len(self.known)
+        facts = self.facts
         lines = [
-            f"ctmd-validate {__version__} · profile '{self.scan.profile.name}' · "
-            f"{display(str(self.scan.root))}",
-            f"{len(self.scan.cases)} cases, {len(self.scan.files)} image files "
+            f"ctmd-validate {__version__} · profile '{facts.profile.name}' · {display(facts.root)}",
+            f"{len(facts.cases)} cases, {facts.files} image files "
             + (
-                f"unchanged since the last run (cache read in {self.scan.seconds:.1f} s; "
+                f"unchanged since the last run (cache read in {facts.seconds:.1f} s; "
                 "--no-cache scans again)"
-                if self.scan.cached
-                else f"scanned in {self.scan.seconds:.1f} s ({self.scan.jobs} jobs)"
+                if facts.cached
+                else f"scanned in {facts.seconds:.1f} s ({facts.jobs} jobs)"
             )
-            + (" · every frame decoded" if self.scan.deep else "")
+            + (" · every frame decoded" if facts.deep else "")
             + (f" · {self.mode} mode" if self.mode != "full" else ""),
             ("VALID" if self.valid else "INVALID")
             + f": {n_err} errors, {n_warn} warnings, {n_info} info"

@@ -138,9 +138,14 @@ _VECTORS: tuple[tuple[str, str, int], ...] = (
 _TAGS: dict[str, int] = {kw: int(tag_for_keyword(kw) or 0) for _c, kw, *_ in (*_FIELDS, *_VECTORS)}
 
 
-@dataclass(eq=False)
+@dataclass
 class ScanResult:
-    """The tables of one scan, plus how it went (compared and hashed by identity)."""
+    """The tables of one scan, plus how it went.
+
+    What is derived from the tables for several checks lives in :class:`~.views.Views`,
+    built once per run by the engine; the three properties below are the tables' own
+    selections.
+    """
 
     root: Path
     profile: Profile

@@ -19,7 +19,6 @@ import pandera.pandas as pa
 
 from .profiles import Profile
 
-INDEX_FIELDS = ("label_index", "diagnosis", "relative_path", "case_id")
 #: What a tree entry that is not a class folder, case folder or image is.
 ENTRY_ROLES = ("stray", "dataset_file", "symlink_outside", "symlink_loop")
 
@@ -241,82 +240,3 @@ def make_entries(rows: list[dict[str, Any]]) -> pd.DataFrame:
         },
     )
     return ENTRIES.validate(df, lazy=True)
-
-
-# --------------------------------------------------------------------------- Index.csv
-
-
-def index_schema(profile: Profile) -> pa.DataFrameSchema:
-    """The contract of ``Index.csv`` rows (text as read): the data, not the tool, may break it.
-
-    Label Index a non-negative integer, unique; Diagnosis one of the labelled classes;
-    Relative Path not empty; Folder/ID unique and matching its Diagnosis's case pattern.
-    """
-    labelled = profile.published.labelled or profile.labels.index_relative_paths
-    specs = [profile.classes[k] for k in labelled]
-    patterns = {s.label: s.case_pattern for s in specs}
-
-    def id_matches_class(df: pd.DataFrame) -> pd.Series:
-        return pd.Series(
-            [
-                d not in patterns or bool(patterns[d].fullmatch(c))
-                for d, c in zip(df["diagnosis"], df["case_id"], strict=True)
-            ],
-            index=df.index,
-            dtype=bool,
-        )
-
-    return pa.DataFrameSchema(
-        {
-            "line": pa.Column(int),
-            "position": pa.Column(int, pa.Check.ge(0)),
-            "label_index": pa.Column(
-                _STR,
-                [
-                    pa.Check.str_matches(r"^[0-9]+$", error="a non-negative integer"),
-                    pa.Check(lambda s: ~s.duplicated(keep=False), error="unique"),
-                ],
-            ),
-            "diagnosis": pa.Column(
-                _STR, pa.Check.isin(sorted(patterns), error=f"one of {sorted(patterns)}")
-            ),
-            "relative_path": pa.Column(_STR, pa.Check.str_length(min_value=1, error="not empty")),
-            "case_id": pa.Column(
-                _STR,
-                [
-                    pa.Check.str_length(min_value=1, error="not empty"),
-                    pa.Check(lambda s: ~s.duplicated(keep=False), error="unique"),
-                ],
-            ),
-        },
-        checks=[pa.Check(id_matches_class, error="Folder/ID matches its Diagnosis's pattern")],
-        strict=True,
-        coerce=True,
-    )
-
-
-def index_failures(rows: pd.DataFrame, profile: Profile) -> list[dict[str, Any]]:
-    """Every cell of ``rows`` that breaks :func:`index_schema`: line, column, rule, value."""
-    try:
-        index_schema(profile).validate(rows, lazy=True)
-    except pa.errors.SchemaErrors as exc:
-        cases = exc.failure_cases
-    else:
-        return []
-    names = dict(zip(INDEX_FIELDS, profile.labels.index_columns, strict=False))
-    out: dict[tuple[int, str, str], dict[str, Any]] = {}
-    for item in cases.itertuples():
-        idx = item.index
-        if idx is None or pd.isna(idx) or int(idx) not in rows.index:
-            continue
-        row = rows.loc[int(idx)]
-        frame_level = item.schema_context == "DataFrameSchema"
-        field_ = "case_id" if frame_level or item.column not in INDEX_FIELDS else item.column
-        key = (int(row["line"]), field_, str(item.check))
-        out[key] = {
-            "line": key[0],
-            "column": names.get(field_, field_),
-            "rule": key[2],
-            "value": str(row[field_]),
-        }
-    return [out[k] for k in sorted(out)]

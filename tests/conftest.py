@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from ctmd_validate import Finding, Report, load_profile, synth, validate
+from ctmd_validate import Finding, Report, Run, load_profile, run_validation, synth
 from ctmd_validate.cache import CACHE_ENV
 from ctmd_validate.profiles import ManifestCase
 
@@ -65,8 +65,14 @@ def sample_root() -> Path:
 
 
 @pytest.fixture(scope="session")
-def sample_report(sample_root: Path) -> Report:
-    return validate(sample_root, "subset", jobs=2)
+def sample_run(sample_root: Path) -> Run:
+    """The real sample validated once (subset profile): scan tables, views and report."""
+    return run_validation(sample_root, "subset", jobs=2)
+
+
+@pytest.fixture(scope="session")
+def sample_report(sample_run: Run) -> Report:
+    return sample_run.report
 
 
 @pytest.fixture(scope="session")
@@ -103,8 +109,13 @@ def clean_tiny(_clean_trees: Callable[[str, str], Path]) -> Path:
 
 
 @pytest.fixture(scope="session")
-def clean_tiny_report(clean_tiny: Path) -> Report:
-    return validate(clean_tiny, "subset", jobs=1)
+def clean_tiny_run(clean_tiny: Path) -> Run:
+    return run_validation(clean_tiny, "subset", jobs=1)
+
+
+@pytest.fixture(scope="session")
+def clean_tiny_report(clean_tiny_run: Run) -> Report:
+    return clean_tiny_run.report
 
 
 def finding_key(f: Finding) -> tuple[object, ...]:

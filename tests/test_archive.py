@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 
 from conftest import snapshot
 from ctmd_validate import cli
-from ctmd_validate.engine import validate
+from ctmd_validate.engine import run_validation, validate
 from ctmd_validate.paths import display
 
 
@@ -50,10 +50,10 @@ def test_archive_gives_the_folders_findings(make_tree, tmp_path, top):
     assert snapshot(tmp_path) == before  # nothing extracted, nothing written
     from_dir = validate(tree, "subset", jobs=1)
     assert keys(from_zip, f"{top}/" if top else "") == keys(from_dir)
-    assert len(from_zip.scan.files) == len(from_dir.scan.files)
+    assert from_zip.facts.files == from_dir.facts.files
     labels = from_zip.to_json()["stats"]["labels"]["versions"]["original"]
     assert labels["reproduces_published"] is True
-    assert from_zip.scan.archive is not None
+    assert run_validation(archive, "subset", jobs=1).scan.archive is not None
 
 
 def _add_member(archive: Path, name: str, data: bytes = b"x", link: bool = False) -> None:
@@ -79,11 +79,12 @@ def _add_member(archive: Path, name: str, data: bytes = b"x", link: bool = False
 def test_unsafe_members_are_refused_and_never_read(make_tree, tmp_path, name, link, why):
     archive = zip_tree(make_tree(), tmp_path / "COVID-CT-MD.zip")
     _add_member(archive, name, b"/etc/passwd" if link else b"DICM" * 40, link=link)
-    report = validate(archive, "subset", jobs=1)
+    run = run_validation(archive, "subset", jobs=1)
+    report = run.report
     hits = [f for f in report.active if f.check_id == "archive.unsafe_member"]
     assert [f.path for f in hits] == [display(name)]  # shown escaped, one to one
     assert why in hits[0].message
-    assert name not in set(report.scan.files["path"])
+    assert name not in set(run.scan.files["path"])
     assert not report.valid
 
 

@@ -118,13 +118,13 @@ def test_a_cache_open_to_others_is_not_read(make_tree, tmp_path):
     folder = tmp_path / "shared-cache"
     cache = RunCache(folder)
     validate(root, "subset", jobs=1, cache=cache)
-    assert validate(root, "subset", jobs=1, cache=cache).scan.cached
+    assert validate(root, "subset", jobs=1, cache=cache).facts.cached
     folder.chmod(0o777)
-    assert not validate(root, "subset", jobs=1, cache=cache).scan.cached
+    assert not validate(root, "subset", jobs=1, cache=cache).facts.cached
     folder.chmod(0o700)
     entry = next(folder.glob("*.pickle"))
     entry.chmod(0o644)
-    assert not validate(root, "subset", jobs=1, cache=cache).scan.cached
+    assert not validate(root, "subset", jobs=1, cache=cache).facts.cached
 
 
 def test_a_damaged_entry_is_a_miss(make_tree, tmp_path):
@@ -135,9 +135,9 @@ def test_a_damaged_entry_is_a_miss(make_tree, tmp_path):
         data = entry.read_bytes()
         entry.write_bytes(data[: len(data) // 2])
     again = validate(root, "subset", jobs=1, cache=cache)
-    assert not again.scan.cached
+    assert not again.facts.cached
     assert again.to_json()["findings"] == first.to_json()["findings"]
-    assert validate(root, "subset", jobs=1, cache=cache).scan.cached  # rewritten
+    assert validate(root, "subset", jobs=1, cache=cache).facts.cached  # rewritten
 
 
 def test_show_values_never_uses_or_fills_the_cache(make_tree, tmp_path):
@@ -171,9 +171,9 @@ def test_a_change_behind_a_link_in_the_labels_folder_is_a_miss(make_tree, tmp_pa
         (labels / name).symlink_to(Path("real") / name)
     cache = RunCache(tmp_path / "c")
     first = validate(root, "subset", jobs=1, labels_dir=labels, cache=cache)
-    assert validate(root, "subset", jobs=1, labels_dir=labels, cache=cache).scan.cached
+    assert validate(root, "subset", jobs=1, labels_dir=labels, cache=cache).facts.cached
     target = labels / "real" / "Slice-level-labels.npy"
     target.write_bytes(target.read_bytes()[:-8])
     again = validate(root, "subset", jobs=1, labels_dir=labels, cache=cache)
-    assert not again.scan.cached
+    assert not again.facts.cached
     assert again.count(Severity.ERROR) > first.count(Severity.ERROR)

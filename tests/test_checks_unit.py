@@ -37,8 +37,10 @@ from ctmd_validate import (
     CheckStatus,
     Finding,
     Report,
+    Run,
     Severity,
     load_profile,
+    run_validation,
     scan,
     synth,
     validate,
@@ -83,8 +85,13 @@ def mini_clean(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def mini_report(mini_clean: Path) -> Report:
-    report = validate(mini_clean, MINI, jobs=1)
+def mini_run(mini_clean: Path) -> Run:
+    return run_validation(mini_clean, MINI, jobs=1)
+
+
+@pytest.fixture(scope="module")
+def mini_report(mini_run: Run) -> Report:
+    report = mini_run.report
     assert report.valid
     assert {f.severity for f in report.findings} == {Severity.INFO}
     # demographics.sex/.age compare only classes whose every case is present: none here
@@ -101,11 +108,20 @@ def tree(mini_clean: Path, tmp_path: Path) -> Path:
 
 
 def run(root: Path, baseline: Report, config: Config | str | None = None) -> tuple[Report, list]:
-    report = validate(root, MINI, jobs=1, config=config)
+    report, new = run_scanned(root, baseline, config)
+    return report.report, new
+
+
+def run_scanned(
+    root: Path, baseline: Report, config: Config | str | None = None
+) -> tuple[Run, list]:
+    """Like ``run``, keeping the scan tables (``Run.scan``) for tests that look at them."""
+    result = run_validation(root, MINI, jobs=1, config=config)
+    report = result.report
     assert [r.check_id for r in report.results if r.crashed] == []
     validate_report(report.to_json())
     base = {finding_key(f) for f in baseline.findings}
-    return report, [f for f in report.findings if finding_key(f) not in base]
+    return result, [f for f in report.findings if finding_key(f) not in base]
 
 
 def only(findings: list[Finding]) -> Finding:
@@ -168,7 +184,8 @@ def hole(root: Path, key: str, i: int) -> list[tuple]:
 
 def test_ds_store_in_case(tree: Path, mini_report: Report) -> None:
     (tree / case_rel("covid") / ".DS_Store").write_bytes(b"\x00\x00\x00\x01Bud1" + bytes(64))
-    report, new = run(tree, mini_report)
+    scanned, new = run_scanned(tree, mini_report)
+    report = scanned.report
     f = only(new)
     assert (f.check_id, f.severity, f.case, f.path) == (
         "structure.stray_file",
@@ -179,7 +196,7 @@ def test_ds_store_in_case(tree: Path, mini_report: Report) -> None:
     assert (f.expected, f.actual) == ("no such file", "file")
     assert f.message == "stray file: operating-system metadata file in a case folder"
     assert report.valid
-    assert len(report.scan.files) == sum(MINI_SLICES.values())
+    assert len(scanned.scan.files) == sum(MINI_SLICES.values())
 
 
 def test_hidden_file_in_case(tree: Path, mini_report: Report) -> None:
@@ -199,7 +216,7 @@ def test_nested_folder_in_case(tree: Path, mini_report: Report) -> None:
     nested.mkdir()
     shutil.copy(slice_path(tree, "covid", 1), nested / "IM0001.dcm")
     shutil.copy(slice_path(tree, "covid", 2), nested / "IM0002.dcm")
-    report, new = run(tree, mini_report)
+    scanned, new = run_scanned(tree, mini_report)
     f = only(new)  # the nested slices are neither counted nor read
     assert (f.check_id, f.severity, f.case, f.path) == (
         "structure.stray_file",
@@ -209,12 +226,12 @@ def test_nested_folder_in_case(tree: Path, mini_report: Report) -> None:
     )
     assert (f.expected, f.actual) == ("no such dir", "dir")
     assert f.message == "stray dir: folder nested in a case folder (2 files inside)"
-    assert len(report.scan.files) == sum(MINI_SLICES.values())
+    assert len(scanned.scan.files) == sum(MINI_SLICES.values())
 
 
 def test_file_directly_in_class_folder(tree: Path, mini_report: Report) -> None:
     shutil.copy(slice_path(tree, "cap", 1), tree / "CAP subjects" / "IM0001.dcm")
-    report, new = run(tree, mini_report)
+    scanned, new = run_scanned(tree, mini_report)
     f = only(new)
     assert (f.check_id, f.severity, f.case, f.path) == (
         "structure.stray_file",
@@ -227,7 +244,7 @@ def test_file_directly_in_class_folder(tree: Path, mini_report: Report) -> None:
         "stray file: not part of the dataset layout: "
         "file inside a class folder, outside any case folder"
     )
-    assert "CAP subjects/IM0001.dcm" not in set(report.scan.files["path"])
+    assert "CAP subjects/IM0001.dcm" not in set(scanned.scan.files["path"])
 
 
 def test_root_files_allowed_and_stray(tree: Path, mini_report: Report) -> None:
@@ -261,7 +278,7 @@ def test_root_files_allowed_and_stray(tree: Path, mini_report: Report) -> None:
 def test_non_dcm_non_dicom_file_in_case_is_stray(tree: Path, mini_report: Report) -> None:
     (tree / case_rel("normal") / "notes.txt").write_text("slice 3 looks odd\n")
     (tree / case_rel("normal") / "Thumbs.db").write_bytes(b"\xd0\xcf\x11\xe0" + bytes(60))
-    report, new = run(tree, mini_report)
+    scanned, new = run_scanned(tree, mini_report)
     got = sorted((f.check_id, f.severity, f.case, f.path, f.actual, f.message) for f in new)
     assert got == [
         (
@@ -281,7 +298,7 @@ def test_non_dcm_non_dicom_file_in_case_is_stray(tree: Path, mini_report: Report
             "stray file: not part of the dataset layout: file in a case folder",
         ),
     ]
-    assert len(report.scan.files) == sum(MINI_SLICES.values())  # not counted as slices
+    assert len(scanned.scan.files) == sum(MINI_SLICES.values())  # not counted as slices
 
 
 def test_appledouble_is_stray_not_unreadable(tree: Path, mini_report: Report) -> None:
@@ -580,7 +597,7 @@ def test_case_slices_one_added_copy(tree: Path, mini_report: Report) -> None:
 def test_dicom_without_dcm_suffix(tree: Path, mini_report: Report, new_name: str, suffix: str):
     src = slice_path(tree, "covid", 2)
     src.rename(src.with_name(new_name))
-    report, new = run(tree, mini_report)
+    scanned, new = run_scanned(tree, mini_report)
     f = only(new)  # still a slice: no counts.case_slices finding
     assert (f.check_id, f.severity, f.case, f.path, f.expected, f.actual) == (
         "structure.file.extension",
@@ -590,9 +607,9 @@ def test_dicom_without_dcm_suffix(tree: Path, mini_report: Report, new_name: str
         ".dcm",
         suffix,
     )
-    files = report.scan.files.set_index("path")
+    files = scanned.scan.files.set_index("path")
     assert files.loc[f"{case_rel('covid')}/{new_name}", "status"] == "ok"
-    assert len(report.scan.files) == sum(MINI_SLICES.values())
+    assert len(scanned.scan.files) == sum(MINI_SLICES.values())
 
 
 def test_upper_case_dcm_suffix_is_fine(tree: Path, mini_report: Report) -> None:
@@ -793,7 +810,7 @@ def test_non_utf8_file_name(tree: Path, mini_report: Report, tmp_path: Path) -> 
 def test_directory_named_like_a_slice(tree: Path, mini_report: Report) -> None:
     """A folder ``IM0500.dcm`` is a nested folder: reported once as stray, never a crash."""
     (tree / case_rel("covid") / "IM0500.dcm").mkdir()
-    report, new = run(tree, mini_report)
+    scanned, new = run_scanned(tree, mini_report)
     f = only(new)
     assert (f.check_id, f.severity, f.case, f.path, f.actual) == (
         "structure.stray_file",
@@ -803,7 +820,7 @@ def test_directory_named_like_a_slice(tree: Path, mini_report: Report) -> None:
         "dir",
     )
     assert f.message == "stray dir: folder nested in a case folder (0 files inside)"
-    assert f"{case_rel('covid')}/IM0500.dcm" not in set(report.scan.files["path"])
+    assert f"{case_rel('covid')}/IM0500.dcm" not in set(scanned.scan.files["path"])
 
 
 def test_non_dcm_truncated_dicom_is_unreadable_and_misnamed(tree: Path, mini_report: Report):
@@ -976,11 +993,11 @@ def _boom(ctx: CheckContext, sink: Sink) -> int:
     raise RuntimeError("kaboom")
 
 
-def test_crashing_check_becomes_failed_result(monkeypatch, mini_report: Report) -> None:
+def test_crashing_check_becomes_failed_result(monkeypatch, mini_run: Run) -> None:
     monkeypatch.setitem(
         REGISTRY, "zz_test.boom", CheckSpec("zz_test.boom", Severity.WARNING, "dataset", _boom)
     )
-    report = validate_scan(mini_report.scan)
+    report = validate_scan(mini_run.scan)
     result = report.result("zz_test.boom")
     assert result.status is CheckStatus.FAILED
     assert result.crashed == "RuntimeError: kaboom"
@@ -1008,11 +1025,11 @@ def test_crashing_check_becomes_failed_result(monkeypatch, mini_report: Report) 
     assert data["summary"]["checks"]["failed"] == 1
 
 
-def test_run_checks_only_and_unknown(monkeypatch, mini_report: Report) -> None:
+def test_run_checks_only_and_unknown(monkeypatch, mini_run: Run) -> None:
     monkeypatch.setitem(
         REGISTRY, "zz_test.boom", CheckSpec("zz_test.boom", Severity.ERROR, "dataset", _boom)
     )
-    ctx = CheckContext(mini_report.scan, mini_report.scan.profile)
+    ctx = CheckContext(mini_run.scan, mini_run.scan.profile)
     [result] = run_checks(ctx, only=["zz_test.boom"])
     assert result.crashed and result.status is CheckStatus.FAILED
     with pytest.raises(KeyError):

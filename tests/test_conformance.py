@@ -127,15 +127,17 @@ def test_missing_file_meta_elements_are_named_per_case(make_tree, clean_tiny_rep
     ]
 
 
-def test_real_sample_file_meta_is_judged_on_what_the_files_hold(sample_root, sample_report):
+def test_real_sample_file_meta_is_judged_on_what_the_files_hold(
+    sample_root, sample_report, sample_run
+):
     """Expectations come from the files themselves, read here with pydicom."""
     import pydicom
 
     from ctmd_validate.tags import tag_of
 
-    required = sample_report.scan.profile.conformance.file_meta
+    required = sample_report.facts.profile.conformance.file_meta
     expected: set[tuple[str, str]] = set()
-    for path in sample_report.scan.files["path"]:
+    for path in sample_run.scan.files["path"]:
         meta = pydicom.dcmread(sample_root / path, stop_before_pixels=True).file_meta
         for keyword in required:
             if tag_of(keyword) not in meta or not meta[tag_of(keyword)].value:

@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
+from defect_oracle import EXPECTED
 
 import ctmd_validate.checks  # noqa: F401  (registers every check id)
 from conftest import CLASS_DIR, TINY_CASES, run_cli
@@ -117,11 +118,11 @@ def test_by_case_lists_each_case_with_findings(make_tree, capsys):
     assert row["error"] >= 3
 
 
-def test_report_cases_section_matches_the_tree(clean_tiny_report):
-    data = clean_tiny_report.to_json()
+def test_report_cases_section_matches_the_tree(clean_tiny_run):
+    data = clean_tiny_run.report.to_json()
     cases = {c["case"]: c for c in data["cases"]}
-    assert set(cases) == set(clean_tiny_report.scan.cases["case_id"])
-    for row in clean_tiny_report.scan.cases.itertuples():
+    assert set(cases) == set(clean_tiny_run.scan.cases["case_id"])
+    for row in clean_tiny_run.scan.cases.itertuples():
         entry = cases[row.case_id]
         assert entry["files"] == row.n_files == entry["readable"]
         geometry = entry["geometry"]
@@ -136,7 +137,7 @@ def test_stats_carry_age_bins_and_lobe_counts(clean_tiny_report):
         assert sum(entry["age_bins"].values()) == entry["ages_in_years"]
     for version in stats["labels"]["versions"].values():
         by_lobe = version["positive_cells_by_lobe"]
-        assert list(by_lobe) == list(clean_tiny_report.scan.profile.labels.lobes)
+        assert list(by_lobe) == list(clean_tiny_report.facts.profile.labels.lobes)
         assert sum(by_lobe.values()) == version["positive_lobe_cells"]
 
 
@@ -170,7 +171,7 @@ def test_baseline_lets_only_new_problems_fail(make_tree, capsys):
     rc, _out, data = check(capsys, root, "--baseline", baseline)
     assert rc == 1
     counted = {f["id"] for f in data["findings"] if not f.get("known")}
-    assert counted == synth.DEFECTS["missing-slice"].fires
+    assert counted == EXPECTED["missing-slice"]
     known = {f["id"] for f in data["findings"] if f.get("known")}
     assert "dicom.sop_class" in known
 
@@ -220,7 +221,7 @@ def test_integrity_mode_still_sees_a_damaged_copy(make_tree, defect):
     root = make_tree([defect])
     full = validate(root, "subset", jobs=1)
     integrity = validate(root, "subset", jobs=1, mode="integrity")
-    expected = {i for i in synth.DEFECTS[defect].fires if i in set(check_ids(MODES["integrity"]))}
+    expected = {i for i in EXPECTED[defect] if i in set(check_ids(MODES["integrity"]))}
     assert expected
     assert expected <= {f.check_id for f in integrity.active}
     assert integrity.exit_code == full.exit_code

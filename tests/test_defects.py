@@ -1,7 +1,10 @@
-"""Every synthetic defect fires exactly the checks it names; clean trees fire nothing bad.
+"""Every synthetic defect fires exactly the checks the oracle expects; clean trees fire
+nothing bad.
 
 The clean tiny tree holds one case per class (the shortest of each class); the defects of
-``ctmd_validate.synth.DEFECTS`` each break a copy of it in one named way.
+``ctmd_validate.synth.DEFECTS`` each break a copy of it in one named way. What each must
+make fire is ``defect_oracle.EXPECTED``; what it is built to demonstrate (its ``targets``)
+is part of that, and every check is some defect's target.
 """
 
 from __future__ import annotations
@@ -11,10 +14,20 @@ import os
 from pathlib import Path, PurePosixPath
 
 import pytest
+from defect_oracle import EXPECTED
 
 import ctmd_validate.checks  # noqa: F401  (registers every check)
 from conftest import NEED_AN_OPTION, new_findings
-from ctmd_validate import CheckStatus, Report, Severity, load_profile, synth, validate
+from ctmd_validate import (
+    CheckStatus,
+    Report,
+    Run,
+    Severity,
+    load_profile,
+    run_validation,
+    synth,
+    validate,
+)
 from ctmd_validate.checks import REGISTRY
 from ctmd_validate.fixity import hash_files, write_manifest
 from ctmd_validate.report import validate_report
@@ -29,7 +42,7 @@ LABEL_FILES = set(RELEASE.labels.file_names)
 
 def _assert_locations(root: Path, report: Report, findings: list) -> None:
     """Where a finding points must be a real place in the tree, named the dataset's way."""
-    cases = set(report.scan.cases["case_id"])
+    cases = {c.case for c in report.facts.cases}
     for f in findings:
         spec = REGISTRY[f.check_id]
         if spec.scope == "case":
@@ -86,9 +99,9 @@ def test_defect_fires_exactly_its_checks(
         new = new_findings(report, clean_tiny_report)
 
     fired = {f.check_id for f in new}
-    assert fired == DEFECTS[name].fires, (
-        f"defect {name!r}: unexpected {sorted(fired - DEFECTS[name].fires)}, "
-        f"missing {sorted(DEFECTS[name].fires - fired)}"
+    assert fired == EXPECTED[name], (
+        f"defect {name!r}: unexpected {sorted(fired - EXPECTED[name])}, "
+        f"missing {sorted(EXPECTED[name] - fired)}"
     )
     if not defect.archive:  # findings in an archive name members, not places on disk
         _assert_locations(root, report, new)
@@ -99,24 +112,38 @@ def test_defect_fires_exactly_its_checks(
     validate_report(report.to_json())
 
 
+def test_the_oracle_covers_every_defect() -> None:
+    assert set(EXPECTED) == set(DEFECTS)
+
+
 def test_every_check_has_a_defect() -> None:
-    covered = set().union(*(d.fires for d in DEFECTS.values()))
-    assert set(REGISTRY) - covered == set(), "checks no synthetic defect triggers"
-    assert covered - set(REGISTRY) == set(), "defects name checks that are not registered"
+    targeted = set().union(*(d.targets for d in DEFECTS.values()))
+    assert set(REGISTRY) - targeted == set(), "checks no synthetic defect targets"
+    assert targeted - set(REGISTRY) == set(), "defects target checks that are not registered"
+    expected = set().union(*EXPECTED.values())
+    assert expected - set(REGISTRY) == set(), "the oracle names checks that are not registered"
+
+
+@pytest.mark.parametrize("name", sorted(DEFECTS))
+def test_a_defect_targets_only_checks_it_fires(name: str) -> None:
+    targets = DEFECTS[name].targets
+    assert targets, f"defect {name!r} targets no check"
+    assert targets <= EXPECTED[name], (
+        f"defect {name!r} targets {sorted(targets - EXPECTED[name])} but does not fire them"
+    )
 
 
 def test_defect_names_and_descriptions() -> None:
     for name, defect in DEFECTS.items():
         assert defect.name == name
         assert defect.description
-        assert defect.fires
 
 
 # --------------------------------------------------------------------------- clean trees
 
 
-def test_clean_tiny_subset(clean_tiny_report: Report) -> None:
-    report = clean_tiny_report
+def test_clean_tiny_subset(clean_tiny_run: Run) -> None:
+    report, scanned = clean_tiny_run.report, clean_tiny_run.scan
     assert report.valid
     assert report.count(Severity.ERROR) == 0
     assert report.count(Severity.WARNING) == 0
@@ -149,10 +176,10 @@ def test_clean_tiny_subset(clean_tiny_report: Report) -> None:
             if f.check_id == check_id:
                 assert f.case is None and f.path is None
 
-    assert set(report.scan.cases["case_id"]) == TINY_IDS
-    assert len(report.scan.files) == TINY_FILES
-    assert (report.scan.files["status"] == "ok").all()
-    assert (report.scan.entries["role"] != "stray").all()
+    assert set(scanned.cases["case_id"]) == TINY_IDS
+    assert len(scanned.files) == TINY_FILES
+    assert (scanned.files["status"] == "ok").all()
+    assert (scanned.entries["role"] != "stray").all()
 
     statuses = {r.check_id: r.status for r in report.results}
     assert set(statuses) == set(REGISTRY)
@@ -218,7 +245,8 @@ def test_clean_tiny_release_profile(clean_tiny: Path) -> None:
 
 def test_sample_layout(make_tree, clean_tiny_report: Report) -> None:
     root = make_tree(layout="sample")
-    report = validate(root, "subset", jobs=1)
+    result = run_validation(root, "subset", jobs=1)
+    report, scanned = result.report, result.scan
     new = new_findings(report, clean_tiny_report)
     assert [(f.check_id, f.severity, f.case, f.path, f.expected, f.actual) for f in new] == [
         (
@@ -231,20 +259,21 @@ def test_sample_layout(make_tree, clean_tiny_report: Report) -> None:
         )
     ]
     assert report.valid
-    assert set(report.scan.cases["case_id"]) == TINY_IDS
-    assert len(report.scan.files) == TINY_FILES
-    assert sorted(report.scan.class_dirs["path"]) == [
+    assert set(scanned.cases["case_id"]) == TINY_IDS
+    assert len(scanned.files) == TINY_FILES
+    assert sorted(scanned.class_dirs["path"]) == [
         "Sample data/COVID-19 subjects",
         "Sample data/Cap subjects",
         "Sample data/Normal subjects",
     ]
     # the container folder is part of the layout, not stray
-    assert (report.scan.entries["role"] != "stray").all()
+    assert (scanned.entries["role"] != "stray").all()
 
 
 def test_figshare_layout(make_tree, clean_tiny_report: Report) -> None:
     root = make_tree(layout="figshare")
-    report = validate(root, "subset", jobs=1)
+    result = run_validation(root, "subset", jobs=1)
+    report, scanned = result.report, result.scan
     new = new_findings(report, clean_tiny_report)
     assert {f.check_id for f in new} == {"structure.class_dir.alias"}
     got = sorted((f.severity, f.path, f.expected, f.actual) for f in new)
@@ -256,8 +285,8 @@ def test_figshare_layout(make_tree, clean_tiny_report: Report) -> None:
         ]
     )
     assert report.valid
-    assert set(report.scan.cases["case_id"]) == TINY_IDS
-    assert len(report.scan.files) == TINY_FILES
+    assert set(scanned.cases["case_id"]) == TINY_IDS
+    assert len(scanned.files) == TINY_FILES
 
 
 def test_sample_layout_matches_real_sample(sample_root: Path) -> None:

@@ -124,13 +124,15 @@ def _expected(files: list[Path]) -> tuple[set[str], set[str]]:
     return found, empty - found
 
 
-def test_real_sample_retained_attributes_per_case(sample_root: Path, sample_report) -> None:
+def test_real_sample_retained_attributes_per_case(
+    sample_root: Path, sample_report, sample_run
+) -> None:
     """What each case retains, as reported, equals an independent pydicom reading."""
     by_case: dict[str, set[str]] = {}
     for f in sample_report.findings:
         if f.check_id == "deid.attribute.present":
             by_case.setdefault(f.case, set()).add(f.message.split(" ")[0].split("[")[0])
-    for case in sample_report.scan.cases.itertuples():
+    for case in sample_run.scan.cases.itertuples():
         files = sorted((sample_root / case.case_key).glob("*.dcm"))
         expected = _expected_leaks(files[:: max(1, len(files) // 8)] + files[-1:])
         assert expected <= by_case.get(case.case_id, set()), case.case_id
@@ -138,21 +140,23 @@ def test_real_sample_retained_attributes_per_case(sample_root: Path, sample_repo
         assert by_case[case.case_id] <= _expected_leaks(files) | expected, case.case_id
 
 
-def test_real_sample_empty_removed_attributes_per_case(sample_root: Path, sample_report) -> None:
+def test_real_sample_empty_removed_attributes_per_case(
+    sample_root: Path, sample_report, sample_run
+) -> None:
     """X attributes present but empty are reported apart (deid.attribute.empty), as read."""
     by_case: dict[str, set[str]] = {}
     for f in sample_report.findings:
         if f.check_id == "deid.attribute.empty":
             assert f.severity is Severity.WARNING and "empty" in f.message
             by_case.setdefault(f.case, set()).add(f.message.split(" ")[0])
-    for case in sample_report.scan.cases.itertuples():
+    for case in sample_run.scan.cases.itertuples():
         files = sorted((sample_root / case.case_key).glob("*.dcm"))
         assert by_case.get(case.case_id, set()) == _expected(files)[1], case.case_id
 
 
-def test_real_sample_report_never_carries_its_identifiers(sample_root, sample_report):
+def test_real_sample_report_never_carries_its_identifiers(sample_root, sample_report, sample_run):
     text = sample_report.dumps() + sample_report.summary()
-    for case in sample_report.scan.cases.itertuples():
+    for case in sample_run.scan.cases.itertuples():
         ds = pydicom.dcmread(
             next((sample_root / case.case_key).glob("*.dcm")), stop_before_pixels=True
         )

@@ -10,10 +10,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ctmd_validate import Report, Severity
+from ctmd_validate import Report, Run, Severity
 from ctmd_validate.checks import REGISTRY, CheckContext, run_checks
-from ctmd_validate.checks.geometry import sort_stack
 from ctmd_validate.scan import ScanResult
+from ctmd_validate.views import sort_stack
 
 GEOMETRY = sorted(i for i in REGISTRY if i.startswith("geometry."))
 
@@ -31,8 +31,8 @@ def keys(findings: list) -> list[tuple]:
 
 
 @pytest.fixture(scope="module")
-def scan(clean_tiny_report: Report) -> ScanResult:
-    return clean_tiny_report.scan
+def scan(clean_tiny_run: Run) -> ScanResult:
+    return clean_tiny_run.scan
 
 
 @pytest.fixture(scope="module")
@@ -183,4 +183,4 @@ def test_real_sample_stacks_are_geometrically_clean(sample_report: Report) -> No
     geometry = [f for f in sample_report.findings if f.check_id.startswith("geometry.")]
     assert geometry == []
     for check_id in GEOMETRY:
-        assert sample_report.result(check_id).examined == len(sample_report.scan.cases)
+        assert sample_report.result(check_id).examined == len(sample_report.facts.cases)

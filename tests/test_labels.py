@@ -4,9 +4,9 @@
 injection asserts the new findings themselves: check id, severity, case, path, expected and
 actual. Most tests rewrite only the label files of one module-scoped copy of the clean tiny
 tree (restored in a ``finally``), reload them with ``load_labels`` and run the checks over a
-copy of the one scan (``dataclasses.replace`` makes a new ScanResult, so the ``labelstats``
-caches start empty). A few go through ``validate()`` end to end (``--labels`` elsewhere, real
-DICOM edits for the demographics, the release's dtypes).
+copy of the one scan (``dataclasses.replace``; each run derives its own views). A few go
+through ``validate()`` end to end (``--labels`` elsewhere, real DICOM edits for the
+demographics, the release's dtypes).
 
 Layout of the clean tiny tree's labels: ``Index.csv`` holds 79 rows (``0,COVID-19,./COVID-19/,
 P001`` ... ``78,CAP,./CAP/,cap025``, CRLF, no final newline); the four int64 arrays are
@@ -40,6 +40,7 @@ from ctmd_validate import (
     ScanResult,
     Severity,
     load_profile,
+    run_validation,
     scan,
     synth,
     validate,
@@ -48,8 +49,8 @@ from ctmd_validate import (
 from ctmd_validate.checks import REGISTRY
 from ctmd_validate.errors import CtmdError
 from ctmd_validate.labelfiles import MAX_ARRAY_BYTES, MAX_INDEX_BYTES, load_labels, read_npy
-from ctmd_validate.labelstats import orientation
 from ctmd_validate.report import validate_report
+from ctmd_validate.views import Views
 
 SUBSET = load_profile("subset")
 RELEASE = load_profile("release")
@@ -1159,7 +1160,7 @@ def test_orientation_majority_reversed_flips_the_inferred_order(bench: Bench) ->
 def test_orientation_even_split_is_undetermined(bench: Bench) -> None:
     clean = bench.base.to_json()["inferred"]["label_slice_order"]
     assert (clean["value"], clean["index_0"]) == ("slice_location_descending", "cranial")
-    voters = sorted(orientation(bench.run({}, only=[]).scan).votes)
+    voters = sorted(Views(bench.scan).orientation.votes)
     assert len(voters) == clean["cases_agreeing"] and len(voters) % 2 == 0
     reversed_half = voters[: len(voters) // 2]
     report, new = bench.new(_reverse(bench, set(bench.ids) - set(reversed_half)))
@@ -1760,18 +1761,16 @@ def test_empty_labelled_case_folder_is_not_blamed_on_the_labels(make_tree) -> No
     tree = make_tree()
     for f in (tree / P017_DIR).iterdir():
         f.unlink()
-    report = validate(tree, "subset", jobs=1)
+    run = run_validation(tree, "subset", jobs=1)
+    report = run.report
     assert of(report.findings, "structure.case_dir.empty")
     assert of(report.findings, "labels.padding") == []
     # the slice count falls back on the release manifest
-    from ctmd_validate.labelstats import slice_counts
-
-    assert slice_counts(report.scan)["P017"] == (P017_SLICES, "release manifest")
+    assert Views(run.scan).slice_counts["P017"] == (P017_SLICES, "release manifest")
 
 
 def test_a_duplicated_case_never_stands_in_for_a_missing_one(make_tree) -> None:
     """Class completeness counts distinct case ids and wants every manifest case present."""
-    from ctmd_validate.labelstats import demographics
     from ctmd_validate.profiles import ManifestCase
 
     tree = make_tree()
@@ -1782,8 +1781,9 @@ def test_a_duplicated_case_never_stands_in_for_a_missing_one(make_tree) -> None:
         classes={**TREE.classes, "covid": dataclasses.replace(covid, expected_cases=2)},
         manifest={**TREE.manifest, "P018": ManifestCase("P018", "covid", 118)},
     )
-    report = validate(tree, profile, jobs=1)
-    table = demographics(report.scan)["covid"]
+    run = run_validation(tree, profile, jobs=1)
+    report = run.report
+    table = Views(run.scan).demographics["covid"]
     assert (table.cases, table.complete) == (1, False)
     assert report.to_json()["stats"]["demographics"]["COVID-19"]["complete"] is False
     assert of(report.findings, "demographics.sex") == of(report.findings, "demographics.age") == []

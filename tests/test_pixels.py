@@ -14,7 +14,7 @@ from pydicom.uid import RLELossless
 
 from conftest import new_findings, tiny_slices
 from ctmd_validate import cli, synth
-from ctmd_validate.engine import validate
+from ctmd_validate.engine import run_validation, validate
 from ctmd_validate.findings import CheckStatus
 from ctmd_validate.scan import read_header
 
@@ -22,9 +22,9 @@ PIXEL_IDS = {"integrity.pixel.decode", "integrity.pixel.range"}
 
 
 def test_deep_scan_of_a_clean_tree_decodes_every_frame_and_finds_nothing(clean_tiny):
-    report = validate(clean_tiny, "subset", jobs=1, deep=True)
-    files = report.scan.files
-    assert report.scan.deep
+    result = run_validation(clean_tiny, "subset", jobs=1, deep=True)
+    report, files = result.report, result.scan.files
+    assert result.scan.deep and report.facts.deep
     assert (files["pixel_status"] == "ok").all()
     assert files["stored_max"].notna().all()
     for check_id in PIXEL_IDS:
@@ -81,8 +81,8 @@ def test_cli_deep_flag_reaches_the_scan(make_tree, capsys):
 
 def test_deep_scan_in_parallel_equals_one_process(make_tree):
     root = make_tree(["pixel-short", "pixel-out-of-range"])
-    one = validate(root, "subset", jobs=1, deep=True)
-    two = validate(root, "subset", jobs=2, deep=True)
+    one = run_validation(root, "subset", jobs=1, deep=True)
+    two = run_validation(root, "subset", jobs=2, deep=True)
     cols = ["path", "pixel_status", "pixel_error", "stored_min", "stored_max"]
     a = one.scan.files[cols].sort_values("path").reset_index(drop=True)
     b = two.scan.files[cols].sort_values("path").reset_index(drop=True)
@@ -129,8 +129,9 @@ def test_real_sample_decodes_and_a_flipped_jpeg_stream_is_found(sample_root, tmp
     dest = tmp_path / "copy" / case_dir.parent.name / case_dir.name
     shutil.copytree(case_dir, dest)
     root = tmp_path / "copy"
-    clean = validate(root, "subset", jobs=2, deep=True)
-    assert (clean.scan.readable["pixel_status"] == "ok").all()
+    clean_run = run_validation(root, "subset", jobs=2, deep=True)
+    clean = clean_run.report
+    assert (clean_run.scan.readable["pixel_status"] == "ok").all()
     assert not [f for f in clean.active if f.check_id in PIXEL_IDS]
 
     target = sorted(dest.glob("*.dcm"))[len(list(dest.glob("*.dcm"))) // 2]

@@ -32,7 +32,7 @@ def glob_escape(text: str) -> str:
 
 
 def case_ids(report: Report) -> list[str]:
-    return sorted(set(report.scan.cases["case_id"]))
+    return sorted({c.case for c in report.facts.cases})
 
 
 def item_cases(report: Report, check_id: str) -> list[str]:
@@ -109,8 +109,8 @@ def test_defects_fail_the_right_items_and_report_is_written(pytester, make_tree)
     errors = [f for f in expected.active if f.severity is Severity.ERROR]
     # the deleted interior slice also leaves a hole in the stack and in the Instance
     # Numbers; the truncated slice is the last of its stack: no hole there
-    case_of = expected.scan.cases.set_index("class_key")["case_id"]
-    covid, cap = case_of["covid"], case_of["cap"]
+    case_of = {c.class_label: c.case for c in expected.facts.cases}
+    covid, cap = case_of["COVID-19"], case_of["CAP"]
     assert sorted((f.check_id, f.case) for f in errors) == [
         ("counts.case_slices", covid),
         ("dicom.unreadable", cap),

@@ -22,7 +22,7 @@ from hypothesis import strategies as st
 
 import ctmd_validate.checks  # noqa: F401  (registers every check)
 from conftest import CASE_REL, CLASS_DIR, MINI, MINI_SLICES, TINY_CASES, finding_key
-from ctmd_validate import Report, Severity, synth, validate
+from ctmd_validate import Report, Severity, run_validation, synth, validate
 from ctmd_validate.paths import display
 from ctmd_validate.report import validate_report
 
@@ -104,7 +104,7 @@ def test_any_stray_file_is_reported_once(mini, name: str, level: str, key: str) 
         ("structure.stray_file", Severity.WARNING, case, display(rel), "file")
     ]  # shown escaped: a backslash doubled, so no two names look alike
     assert report.valid
-    assert len(report.scan.files) == sum(MINI_SLICES.values())
+    assert report.facts.files == sum(MINI_SLICES.values())
 
 
 # --------------------------------------------------------------------------- (b) slice counts
@@ -239,12 +239,13 @@ def _check_damaged(mini, without, rel: str, content: bytes, must_fail: bool) -> 
     original = target.read_bytes()
     target.write_bytes(content)
     try:
-        report = validate(root, MINI, jobs=1)
+        result = run_validation(root, MINI, jobs=1)
     finally:
         target.write_bytes(original)
+    report = result.report
     _sound(report)
     key = next(k for k in KEYS if rel.startswith(CASE_REL[k] + "/"))
-    files = report.scan.files.set_index("path")
+    files = result.scan.files.set_index("path")
     assert rel in files.index  # a .dcm file always counts as a slice of its case
     assert len(files) == sum(MINI_SLICES.values())
     status = files.loc[rel, "status"]

@@ -22,7 +22,7 @@ from pydicom.dataelem import DataElement
 from pydicom.dataset import Dataset
 from pydicom.uid import UID
 
-from ctmd_validate import Severity, validate
+from ctmd_validate import Severity, run_validation, validate
 from ctmd_validate.report import validate_report
 
 pytestmark = pytest.mark.real_sample
@@ -47,10 +47,10 @@ Case = tuple[str, str, list[tuple[str, Dataset]]]  # case id, case folder, (path
 
 
 @pytest.fixture(scope="module")
-def headers(sample_root, sample_report) -> list[Case]:
+def headers(sample_root, sample_report, sample_run) -> list[Case]:
     """Every case's image files and their headers, as pydicom reads them."""
     out = []
-    for row in sample_report.scan.cases.sort_values("case_key").itertuples():
+    for row in sample_run.scan.cases.sort_values("case_key").itertuples():
         folder = sample_root / row.case_key
         names = sorted(n for n in os.listdir(folder) if n.lower().endswith(".dcm"))
         files = [
@@ -329,8 +329,8 @@ def test_subset_run_completes_and_report_validates(sample_report):
     assert data["summary"]["checks"]["total"] == len(data["checks"])
 
 
-def test_cases_files_and_class_folders(sample_root, sample_report):
-    scan = sample_report.scan
+def test_cases_files_and_class_folders(sample_root, sample_report, sample_run):
+    scan = sample_run.scan
     assert len(scan.cases) == 3
     assert len(scan.files) == 470
     # the tool's count agrees with the tree's
@@ -383,10 +383,10 @@ def test_cap_folder_spelling_is_an_alias(sample_root, sample_report):
     assert len(alias) == 1
 
 
-def test_case_slices_fires_iff_count_differs_from_release(sample_root, sample_report):
+def test_case_slices_fires_iff_count_differs_from_release(sample_root, sample_report, sample_run):
     manifest = release_manifest()
     fired = {f.case: f for f in findings_of(sample_report, "counts.case_slices")}
-    cases = sample_report.scan.cases
+    cases = sample_run.scan.cases
     assert len(cases) == 3
     for row in cases.itertuples():
         folder = sample_root / row.case_key
@@ -405,7 +405,7 @@ def test_case_slices_fires_iff_count_differs_from_release(sample_root, sample_re
 
 
 def test_file_meta_findings_match_the_files_meta_groups(headers, sample_report):
-    conformance = sample_report.scan.profile.conformance
+    conformance = sample_report.facts.profile.conformance
     want = expected_file_meta(headers, conformance.file_meta)
     # the sample's files carry only (0002,0000), (0002,0002) and (0002,0010)
     assert want, "the public sample is known to lack file meta elements"
@@ -413,7 +413,7 @@ def test_file_meta_findings_match_the_files_meta_groups(headers, sample_report):
 
 
 def test_required_attribute_findings_match_the_headers(headers, sample_report):
-    conformance = sample_report.scan.profile.conformance
+    conformance = sample_report.facts.profile.conformance
     want = expected_required(headers, conformance.type1, conformance.type2)
     # the sample's de-identification deleted Type 2 attributes (Patient's Name, Birth Date)
     assert any(w[0] is Severity.WARNING for w in want), "known: Type 2 attributes absent"
@@ -421,7 +421,7 @@ def test_required_attribute_findings_match_the_headers(headers, sample_report):
 
 
 def test_sop_class_and_uid_findings_match_the_headers(headers, sample_report):
-    want = expected_uid_problems(headers, sample_report.scan.profile.conformance.sop_classes)
+    want = expected_uid_problems(headers, sample_report.facts.profile.conformance.sop_classes)
     invalid = findings_of(sample_report, "dicom.uid.invalid")
     got_invalid: dict[str, set[str]] = {}
     for f in invalid:
@@ -452,7 +452,7 @@ def test_geometry_findings_match_the_stacks(headers, sample_report):
 def test_no_unreadable_files_and_no_other_errors(headers, sample_root, sample_report):
     assert findings_of(sample_report, "dicom.unreadable") == []
     assert sample_report.result("dicom.unreadable").examined == 470
-    conformance = sample_report.scan.profile.conformance
+    conformance = sample_report.facts.profile.conformance
     manifest = release_manifest()
     uids = expected_uid_problems(headers, conformance.sop_classes)
     expected = {
@@ -467,7 +467,7 @@ def test_no_unreadable_files_and_no_other_errors(headers, sample_root, sample_re
         "dicom.uid.duplicate": bool(uids["sop_duplicates"] or uids["shared_uids"]),
     }
     # the label, labelled-count and demographics errors, from the raw label files
-    labels = label_oracle.build(sample_root).errors(complete=sample_report.scan.profile.complete)
+    labels = label_oracle.build(sample_root).errors(complete=sample_report.facts.profile.complete)
     assert not expected.keys() & labels.keys()
     expected |= labels
     assert not any(stack_irregularities(files) for _c, _k, files in headers)  # no geometry
@@ -479,13 +479,14 @@ def test_no_unreadable_files_and_no_other_errors(headers, sample_root, sample_re
 
 
 def test_release_profile_reports_absent_cases_as_errors(sample_root):
-    report = validate(sample_root, "release", jobs=2)
+    run = run_validation(sample_root, "release", jobs=2)
+    report = run.report
     data = json.loads(report.dumps())
     validate_report(data)
     assert data["valid"] is False
     assert report.exit_code == 1
     manifest = release_manifest()
-    present = set(report.scan.cases["case_id"])
+    present = set(run.scan.cases["case_id"])
     absent = set(manifest) - present
     assert len(absent) == len(manifest) - 3
     missing = findings_of(report, "structure.case_dir.missing")

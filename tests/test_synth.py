@@ -9,6 +9,7 @@ import pydicom
 import pytest
 
 from ctmd_validate import load_profile, synth
+from ctmd_validate.synth import labels, tree
 
 
 @pytest.fixture(scope="module")
@@ -36,19 +37,22 @@ def test_small_scales_take_the_shortest_cases(release, scale: str, per_class: in
 
 
 def test_release_demographics_reproduce_the_published_table(release) -> None:
-    demo = synth._demographics(synth.select_cases(release, "release"), seed=0, full=True)
-    for key, (males, females, mean, sd) in synth.DEMOGRAPHICS.items():
+    published = release.published.demographics
+    cases = synth.select_cases(release, "release")
+    demo = tree._demographics(cases, seed=0, full=True, published=published)
+    assert set(published) == {"covid", "cap", "normal"}
+    for key, figures in published.items():
         rows = [demo[c.case_id] for c in release.manifest.values() if c.class_key == key]
         ages = np.array([age for _sex, age in rows])
-        assert sum(sex == "M" for sex, _ in rows) == males
-        assert sum(sex == "F" for sex, _ in rows) == females
-        assert abs(ages.mean() - mean) < 0.05
-        assert abs(ages.std() - sd) < 0.05  # population SD, as published
+        assert sum(sex == "M" for sex, _ in rows) == figures.male
+        assert sum(sex == "F" for sex, _ in rows) == figures.female
+        assert abs(ages.mean() - figures.age_mean) < 0.05
+        assert abs(ages.std() - figures.age_sd) < 0.05  # population SD, as published
         assert ages.min() >= 18
 
 
 def test_release_labels_reproduce_the_published_totals(release, tmp_path: Path) -> None:
-    synth._write_labels(tmp_path, release, seed=0)
+    labels.write_labels(tmp_path, release, seed=0)
     slices = np.load(tmp_path / "Slice-level-labels.npy", allow_pickle=False)
     lobes = np.load(tmp_path / "Lobe-level-labels.npy", allow_pickle=False)
     slices_u = np.load(tmp_path / "Slice-level-labels-updated-1.npy", allow_pickle=False)
@@ -62,7 +66,7 @@ def test_release_labels_reproduce_the_published_totals(release, tmp_path: Path) 
     changed = {int(i) for i in np.flatnonzero((lobes != lobes_u).any(axis=(1, 2)))}
     assert changed <= {0, 5} and changed
     # No positive label past a case's slice count.
-    labelled = synth._labelled(release)
+    labelled = labels.labelled_cases(release)
     for row, case in enumerate(labelled):
         assert not slices[row, case.n_slices :].any()
     index = (tmp_path / "Index.csv").read_bytes()

@@ -28,7 +28,7 @@ import pytest
 
 import ctmd_validate.checks  # noqa: F401  (registers every check id)
 from conftest import recorded, run_cli, snapshot
-from ctmd_validate import Severity, validate
+from ctmd_validate import Severity, run_validation, validate
 from ctmd_validate.labelfiles import read_npy
 from ctmd_validate.paths import sanitize_message
 from ctmd_validate.report import Report, validate_report, write_atomic
@@ -178,7 +178,8 @@ def linked_tree(clean_tiny: Path, tmp_path: Path) -> tuple[Path, Path]:
 def test_links_out_of_the_root_are_reported_and_never_read(linked_tree) -> None:
     root, outside = linked_tree
     with recorded() as events:
-        report = validate(root, "subset", jobs=1)
+        run = run_validation(root, "subset", jobs=1)
+        report = run.report
     touched = [(e, p) for e, p in events if p == str(outside) or p.startswith(f"{outside}/")]
     assert touched == []
     # no folder outside the root was listed ("/" least of all); the import system's own
@@ -211,8 +212,8 @@ def test_links_out_of_the_root_are_reported_and_never_read(linked_tree) -> None:
     text = report.dumps() + report.summary()
     assert "SECRET-CELL-7731" not in text
     # the linked case is not a case of this copy; the linked slice is not one of its files
-    assert cap.name not in set(report.scan.cases["case_id"])
-    assert slice_link.relative_to(root).as_posix() not in set(report.scan.files["path"])
+    assert cap.name not in set(run.scan.cases["case_id"])
+    assert slice_link.relative_to(root).as_posix() not in set(run.scan.files["path"])
 
 
 def test_links_inside_the_root_are_followed(clean_tiny: Path, tmp_path: Path) -> None:
@@ -222,8 +223,9 @@ def test_links_inside_the_root_are_followed(clean_tiny: Path, tmp_path: Path) ->
     stash.mkdir()
     shutil.move(normal, stash / normal.name)
     os.symlink(os.path.relpath(stash / normal.name, normal.parent), normal)
-    report = validate(root, "subset", jobs=1)
-    assert normal.name in set(report.scan.cases["case_id"])
+    run = run_validation(root, "subset", jobs=1)
+    report = run.report
+    assert normal.name in set(run.scan.cases["case_id"])
     assert not only(report, "structure.symlink_outside")
     assert {f.path for f in only(report, "structure.stray_file")} == {"stash"}
 
@@ -242,9 +244,10 @@ def test_link_cycles_are_findings(clean_tiny: Path, tmp_path: Path) -> None:
 def test_root_given_through_a_link_is_the_dataset(clean_tiny: Path, tmp_path: Path) -> None:
     link = tmp_path / "via-link"
     os.symlink(clean_tiny, link)
-    report = validate(link, "subset", jobs=1)
+    run = run_validation(link, "subset", jobs=1)
+    report = run.report
     assert report.valid and not only(report, "structure.symlink_outside")
-    assert len(report.scan.cases) == 3
+    assert len(run.scan.cases) == 3
 
 
 # --------------------------------------------------------------------------- label arrays
@@ -339,12 +342,13 @@ def test_deflate_bomb_is_refused(clean_tiny: Path, tmp_path: Path, monkeypatch) 
 
 @pytest.mark.parametrize("defect", ["big-endian", "deflated"])
 def test_valid_transfer_syntaxes_are_read_not_corrupt(make_tree, defect: str) -> None:
-    report = validate(make_tree([defect]), "subset", jobs=1)
+    run = run_validation(make_tree([defect]), "subset", jobs=1)
+    report = run.report
     assert report.valid  # a warning, never dicom.unreadable or geometry follow-ons
     (f,) = only(report, "dicom.transfer_syntax")
     assert f.severity is Severity.WARNING
     assert ("Big Endian" if defect == "big-endian" else "Deflated") in f.message
-    assert not report.scan.files["status"].eq("unreadable").any()
+    assert not run.scan.files["status"].eq("unreadable").any()
 
 
 def test_parser_warnings_never_reach_stderr(make_tree, capsys) -> None:

@@ -21,7 +21,7 @@ import pytest
 
 import ctmd_validate.checks  # noqa: F401  (registers every check id)
 from conftest import recorded
-from ctmd_validate import Report, validate
+from ctmd_validate import Report, run_validation, validate
 from ctmd_validate.checks import REGISTRY
 from ctmd_validate.checks.dicom import describe_uid
 from ctmd_validate.identifying import identifying_values
@@ -178,16 +178,17 @@ def test_case_folder_named_after_its_patient_is_not_a_pseudonym(make_tree) -> No
         ds.PatientID = "Smith_John"
         ds.save_as(path)
     case.rename(case.with_name("Smith_John"))
-    report = validate(root, "subset", jobs=1)
-    assert "Smith_John" in identifying_values(report.scan, load_policy())
+    run = run_validation(root, "subset", jobs=1)
+    report = run.report
+    assert "Smith_John" in identifying_values(run.scan, load_policy())
     text = _whole(report)
     assert "structure.case_dir.name" in text
     assert "Smith_John" not in text
 
 
-def test_public_case_ids_stay_readable(clean_tiny_report: Report) -> None:
-    values = identifying_values(clean_tiny_report.scan, load_policy())
-    for case_id in clean_tiny_report.scan.cases["case_id"]:
+def test_public_case_ids_stay_readable(clean_tiny_report: Report, clean_tiny_run) -> None:
+    values = identifying_values(clean_tiny_run.scan, load_policy())
+    for case_id in clean_tiny_run.scan.cases["case_id"]:
         assert case_id not in values
         assert clean_tiny_report.scrub(f"{case_id}/IM0001.dcm") == f"{case_id}/IM0001.dcm"
 
@@ -203,8 +204,9 @@ def test_utf8_names_are_masked_as_written(make_tree) -> None:
         ds.save_as(path)
     first = sorted(case.glob("*.dcm"))[0]
     first.rename(first.with_name(f"Müllerová-{first.name}"))
-    report = validate(root, "subset", jobs=1)
-    values = identifying_values(report.scan, load_policy())
+    run = run_validation(root, "subset", jobs=1)
+    report = run.report
+    values = identifying_values(run.scan, load_policy())
     assert {"Müllerová", "MÃ¼llerovÃ¡"} <= values
     text = _whole(report)
     assert "deid.filename" in text
@@ -217,8 +219,8 @@ def test_study_time_is_identifying(make_tree) -> None:
         ds = pydicom.dcmread(path)
         ds.StudyTime = "134501.123"
         ds.save_as(path)
-    report = validate(root, "subset", jobs=1)
-    assert "134501.123" in identifying_values(report.scan, load_policy())
+    run = run_validation(root, "subset", jobs=1)
+    assert "134501.123" in identifying_values(run.scan, load_policy())
 
 
 # --------------------------------------------------------------------------- UIDs
@@ -297,9 +299,10 @@ def test_links_in_a_stray_folder_are_reported_not_followed(make_tree, tmp_path) 
     os.symlink(outside / "y.txt", stray / "sub" / "to-file")
     os.symlink("..", stray / "sub" / "up")  # a loop
     with recorded() as events:
-        report = validate(root, "subset", jobs=1)
+        run = run_validation(root, "subset", jobs=1)
+        report = run.report
     opened = [path for _event, path in events]
-    entries = report.scan.entries.set_index("path")
+    entries = run.scan.entries.set_index("path")
     assert entries.loc["extras", "reason"] == "unexpected folder (1 files inside)"
     assert entries.loc["extras/to-dir", "role"] == "symlink_outside"
     assert entries.loc["extras/sub/to-file", "role"] == "symlink_outside"
@@ -318,8 +321,8 @@ def test_a_huge_stray_folder_is_counted_within_the_cap(make_tree, monkeypatch) -
         for j in range(4):
             (stray / f"d{i}" / f"{j}.txt").write_text("x")
     shutil.copytree(_case(root).parent, stray / "d1" / "CAP subjects")
-    report = validate(root, "subset", jobs=1)
-    entries = report.scan.entries.set_index("path")
+    run = run_validation(root, "subset", jobs=1)
+    entries = run.scan.entries.set_index("path")
     assert entries.loc["backup", "reason"] == "unexpected folder (more than 5 entries inside)"
 
 
@@ -363,11 +366,12 @@ def test_an_item_without_elements_misses_its_type1_attributes(make_tree) -> None
         ds.ReferencedImageSequence = Sequence([Dataset()])
 
     _edit_first_slice(root, change)
-    report = validate(root, "subset", jobs=1)
+    run = run_validation(root, "subset", jobs=1)
+    report = run.report
     messages = [f.message for f in report.active if f.check_id == "dicom.required_attribute"]
     assert any("ReferencedImageSequence[*].ReferencedSOPInstanceUID" in m for m in messages)
     assert any("absent" in m for m in messages), messages
-    elements = report.scan.elements
+    elements = run.scan.elements
     seq = elements[elements["tag"] == 0x00081140]
     assert list(seq["value"]) == ["1"]  # the item is counted though it holds nothing
 
@@ -433,8 +437,9 @@ def test_values_inside_sequences_are_masked(make_tree) -> None:
     ds.OtherPatientIDsSequence = Sequence([item])
     ds.save_as(path)
     path.rename(path.with_name("NESTEDQX77_1.dcm"))
-    report = validate(root, "subset", jobs=1)
-    assert "NESTEDQX77" in identifying_values(report.scan, load_policy())
+    run = run_validation(root, "subset", jobs=1)
+    report = run.report
+    assert "NESTEDQX77" in identifying_values(run.scan, load_policy())
     assert "NESTEDQX77" not in _whole(report)
     assert "NESTEDQX77" not in report.scrub(f"{_case(root).name}/NESTEDQX77_1.dcm")
 
@@ -474,8 +479,9 @@ def test_a_worker_that_dies_leaves_its_files_unreadable_not_absent(make_tree, mo
 
     parent = os.getpid()
     monkeypatch.setattr(scan_module, "read_header", dying)
-    report = validate(root, "subset", jobs=2)
-    files = report.scan.files
+    run = run_validation(root, "subset", jobs=2)
+    report = run.report
+    files = run.scan.files
     assert len(files) == sum(1 for _ in root.rglob("*.dcm"))
     lost = files[files["error"].fillna("").str.contains("worker process reading it died")]
     assert len(lost) >= 1

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from ..findings import Severity
-from ..labelstats import index_view
 from .registry import CheckContext, Sink, check
 
 
@@ -65,7 +64,7 @@ def labelled(ctx: CheckContext, sink: Sink) -> int:
     The release labels 54 COVID-19 and 25 CAP cases; a different count means rows were lost,
     added or given another diagnosis. Fix: compare the Index with the release's.
     """
-    view = index_view(ctx.scan)
+    view = ctx.views.index
     if view is None:
         return 0
     for key, expected in ctx.profile.published.labelled.items():

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 
 from ..findings import Severity
-from ..labelstats import _AGE_YEARS, demographics
+from ..views import AGE_YEARS
 from .registry import CheckContext, Sink, check
 
 _EPS = 1e-9
@@ -13,7 +13,7 @@ _EPS = 1e-9
 
 def _comparable(ctx: CheckContext) -> list[str]:
     """Classes whose every case is present and whose figures are published."""
-    table = demographics(ctx.scan)
+    table = ctx.views.demographics
     return [
         key for key in ctx.profile.published.demographics if key in table and table[key].complete
     ]
@@ -27,7 +27,7 @@ def sex(ctx: CheckContext, sink: Sink) -> int:
     common Patient's Sex among its files). Fix: look for cases whose Patient's Sex was
     changed or lost in de-identification.
     """
-    table = demographics(ctx.scan)
+    table = ctx.views.demographics
     keys = _comparable(ctx)
     for key in keys:
         got, pub = table[key], ctx.profile.published.demographics[key]
@@ -51,7 +51,7 @@ def age(ctx: CheckContext, sink: Sink) -> int:
     classes whose every case is present. Fix: look for changed ages, or ages not in years
     (``demographics.age_format``).
     """
-    table = demographics(ctx.scan)
+    table = ctx.views.demographics
     tol = ctx.profile.published.age_tolerance
     keys = _comparable(ctx)
     for key in keys:
@@ -89,7 +89,7 @@ def age_format(ctx: CheckContext, sink: Sink) -> int:
     ids = ctx.scan.case_ids
     values = files["patient_age"].astype("string").str.strip()
     present = values.notna() & (values != "")
-    bad = present & ~values.fillna("").str.fullmatch(_AGE_YEARS.pattern)
+    bad = present & ~values.fillna("").str.fullmatch(AGE_YEARS.pattern)
     for case_key, group in files[bad].groupby("case_key"):
         raw = sorted({str(v) for v in values[group.index]})
         # the form, not the value: an age is a patient characteristic

@@ -9,7 +9,6 @@ spacing. Tolerances come from the profile's ``[geometry]`` table.
 
 from __future__ import annotations
 
-import weakref
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -17,64 +16,16 @@ import numpy as np
 import pandas as pd
 
 from ..findings import Severity
-from ..scan import ScanResult
+from ..views import IOP, Stack
 from .registry import CheckContext, Sink, check
 
-__all__ = ["Stack", "sort_stack", "stacks"]
+__all__: list[str] = []
 
-_IPP = ["ipp_0", "ipp_1", "ipp_2"]
-_IOP = ["iop_0", "iop_1", "iop_2", "iop_3", "iop_4", "iop_5"]
-
-
-@dataclass(frozen=True)
-class Stack:
-    """One case's readable slices; ``ordered`` holds those with a position, in stack order."""
-
-    case_key: str
-    case_id: str
-    files: pd.DataFrame
-    ordered: pd.DataFrame
-    normal: np.ndarray | None
-
-
-def sort_stack(files: pd.DataFrame) -> tuple[pd.DataFrame, np.ndarray | None]:
-    """Slices with a position, sorted along the slice normal (ties broken by path).
-
-    The normal comes from the case's median Image Orientation (Patient); the frame gains a
-    ``proj`` column (position along the normal, mm).
-    """
-    usable = files.dropna(subset=_IPP + _IOP)
-    if usable.empty:
-        return usable.assign(proj=pd.Series(dtype=float)), None
-    iop = usable[_IOP].median().to_numpy(dtype=float)
-    normal = np.cross(iop[:3], iop[3:])
-    norm = float(np.linalg.norm(normal))
-    if norm == 0.0:
-        return usable.iloc[0:0].assign(proj=pd.Series(dtype=float)), None
-    normal = normal / norm
-    proj = usable[_IPP].to_numpy(dtype=float) @ normal
-    ordered = usable.assign(proj=proj).sort_values(["proj", "path"], kind="stable")
-    return ordered, normal
-
-
-_CACHE: weakref.WeakKeyDictionary[ScanResult, list[Stack]] = weakref.WeakKeyDictionary()
-
-
-def stacks(scan: ScanResult) -> list[Stack]:
-    """Every case's stack, computed once per scan and shared by the geometry checks."""
-    if scan not in _CACHE:
-        ids = scan.case_ids
-        files = scan.readable
-        out = []
-        for case_key, group in files.groupby("case_key", sort=True):
-            ordered, normal = sort_stack(group)
-            out.append(Stack(str(case_key), str(ids[case_key]), group, ordered, normal))
-        _CACHE[scan] = out
-    return _CACHE[scan]
+_IOP = list(IOP)
 
 
 def _stacks(ctx: CheckContext, minimum: int = 2) -> Iterator[Stack]:
-    for stack in stacks(ctx.scan):
+    for stack in ctx.views.stacks:
         if len(stack.files) >= minimum:
             yield stack
 

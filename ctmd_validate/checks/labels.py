@@ -9,17 +9,8 @@ import numpy as np
 import pandas as pd
 
 from ..findings import Severity
-from ..labelstats import (
-    index_view,
-    non_infected,
-    orientation,
-    past_last_slice,
-    reference_array,
-    slice_counts,
-    version_totals,
-)
+from ..labelfiles import index_failures
 from ..profiles import ClassSpec
-from ..tables import index_failures
 from .registry import CheckContext, Sink, check
 
 _SHOWN = 10  # list at most this many items in a message
@@ -31,7 +22,7 @@ def _few(items: list[Any]) -> str:
 
 
 def _case_of_row(ctx: CheckContext) -> dict[int, str]:
-    view = index_view(ctx.scan)
+    view = ctx.views.index
     return {} if view is None else {row: case for case, row in view.row_of.items()}
 
 
@@ -130,7 +121,7 @@ def index_gap(ctx: CheckContext, sink: Sink) -> int:
     labels past their last slice under each reading. Fix: renumber the column 0..n-1 in
     file order, after confirming the position mapping with the evidence.
     """
-    view = index_view(ctx.scan)
+    view = ctx.views.index
     if view is None:
         return 0
     if not (view.missing or view.duplicated or view.invalid_lines or view.ragged_lines):
@@ -145,8 +136,8 @@ def index_gap(ctx: CheckContext, sink: Sink) -> int:
     }
     by_position = {str(c): int(pos) for c, _v, pos in triples}
     evidence = {
-        "label_index": sorted(past_last_slice(ctx.scan, by_label)),
-        "position": sorted(past_last_slice(ctx.scan, by_position)),
+        "label_index": sorted(ctx.views.past_last_slice(by_label)),
+        "position": sorted(ctx.views.past_last_slice(by_position)),
     }
     problems = []
     if view.missing:
@@ -187,7 +178,7 @@ def index_out_of_range(ctx: CheckContext, sink: Sink) -> int:
     reads another case's labels. Fix: see ``labels.index.gap``; the row is usually off by
     the gap before it.
     """
-    view = index_view(ctx.scan)
+    view = ctx.views.index
     if view is None or view.n_array_rows is None:
         return 0
     for r in view.rows.itertuples():
@@ -211,7 +202,7 @@ def index_case_missing(ctx: CheckContext, sink: Sink) -> int:
     Its labels cannot be used. An error per case for ``release``; for ``subset`` one info
     finding per class saying how many labelled cases are present. Fix: download the case.
     """
-    view = index_view(ctx.scan)
+    view = ctx.views.index
     if view is None:
         return 0
     present = set(ctx.scan.cases["case_id"])
@@ -247,7 +238,7 @@ def index_diagnosis_mismatch(ctx: CheckContext, sink: Sink) -> int:
     it mixes the classes. Fix: move the folder or correct the row, after checking which is
     right.
     """
-    view = index_view(ctx.scan)
+    view = ctx.views.index
     if view is None:
         return 0
     cases = ctx.scan.cases
@@ -321,7 +312,7 @@ def index_relative_path(ctx: CheckContext, sink: Sink) -> int:
     class, or nothing known, points loaders at the wrong images. Fix: correct the cell; to
     load images, join the class folder with "Folder/ID", not "Relative Path".
     """
-    view = index_view(ctx.scan)
+    view = ctx.views.index
     if view is None:
         return 0
     spellings = ctx.profile.labels.index_relative_paths
@@ -372,7 +363,7 @@ def shape(ctx: CheckContext, sink: Sink) -> int:
     file again from the release.
     """
     arrays = _arrays(ctx)
-    view = index_view(ctx.scan)
+    view = ctx.views.index
     n_lobes = len(ctx.profile.labels.lobes)
     widths = [int(a.shape[1]) for *_x, a, _p in arrays if a.ndim >= 2]
     common = max(set(widths), key=widths.count) if widths else None
@@ -506,12 +497,12 @@ def capacity(ctx: CheckContext, sink: Sink) -> int:
     the case is present, otherwise from the release manifest. Fix: the labels do not cover
     this scan; check that the case is the release version.
     """
-    view = index_view(ctx.scan)
-    array = reference_array(ctx.scan, "slice")
+    view = ctx.views.index
+    array = ctx.views.reference_array("slice")
     if view is None or array is None or array.ndim != 2:
         return 0
     width = int(array.shape[1])
-    counts = slice_counts(ctx.scan)
+    counts = ctx.views.slice_counts
     examined = 0
     for case_id in view.row_of:
         if case_id not in counts:
@@ -537,12 +528,12 @@ def padding(ctx: CheckContext, sink: Sink) -> int:
     slice count comes from the images when present, else from the release manifest. Fix:
     check ``labels.index.gap`` and ``counts.case_slices`` first.
     """
-    view = index_view(ctx.scan)
+    view = ctx.views.index
     if view is None:
         return 0
-    counts = slice_counts(ctx.scan)
+    counts = ctx.views.slice_counts
     arrays = [(f"{v}/{level} ({name})", a) for v, level, name, a, _p in _arrays(ctx)]
-    found = past_last_slice(ctx.scan, view.row_of, arrays)
+    found = ctx.views.past_last_slice(view.row_of, arrays)
     for case_id, hits in found.items():
         n, source = counts[case_id]
         first = min(min(v) for v in hits.values())
@@ -616,9 +607,9 @@ def label_orientation(ctx: CheckContext, sink: Sink) -> int:
     ``inferred.label_slice_order``. Fix: flip that case's slice axis after checking it on
     the images.
     """
-    if reference_array(ctx.scan, "lobe") is None:
+    if ctx.views.reference_array("lobe") is None:
         return 0
-    o = orientation(ctx.scan)
+    o = ctx.views.orientation
     voted = len(o.votes)
     if o.value == "undetermined":
         if voted:
@@ -657,7 +648,7 @@ def total(ctx: CheckContext, sink: Sink) -> int:
     message says which label version reproduces which number. Fix: compare versions and
     ``labels.version_diff``; a wrong total means changed labels or a different copy.
     """
-    totals = version_totals(ctx.scan)
+    totals = ctx.views.version_totals
     examined = 0
     for name, entry in totals.items():
         published = entry["published_infected_slices"]
@@ -675,7 +666,7 @@ def total(ctx: CheckContext, sink: Sink) -> int:
                 expected=published,
                 actual=entry["infected_slices"],
             )
-    ni = non_infected(ctx.scan)
+    ni = ctx.views.non_infected
     if ni["computed"] is not None and ni["published"] is not None:
         examined += 1
         if ni["computed"] != ni["published"]:

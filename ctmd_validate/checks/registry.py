@@ -21,6 +21,7 @@ from ..paths import sanitize_message
 from ..policy import Policy, load_policy
 from ..profiles import Profile
 from ..scan import ScanResult, captured
+from ..views import Views
 
 __all__ = ["REGISTRY", "CheckContext", "CheckSpec", "Sink", "check", "check_ids", "run_checks"]
 
@@ -33,7 +34,8 @@ class CheckContext:
 
     ``show_values``: the user explicitly asked to see identifying values in findings;
     ``fixity``: the tree compared with a manifest (``--manifest``), when one was given;
-    ``archive_md5``: the archive's sum against the published one.
+    ``archive_md5``: the archive's sum against the published one; ``views``: the run's
+    derived views (index rows, demographics, stacks…), built from ``scan`` when not given.
     """
 
     scan: ScanResult
@@ -43,6 +45,11 @@ class CheckContext:
     fixity: Verification | None = None
     #: ``--archive-md5``: (expected MD5, actual MD5, expected size or None, actual size)
     archive_md5: tuple[str, str, int | None, int] | None = None
+    views: Views = None  # type: ignore[assignment]  # set in __post_init__ when not given
+
+    def __post_init__(self) -> None:
+        if self.views is None:
+            object.__setattr__(self, "views", Views(self.scan))
 
     @property
     def absent(self) -> Severity:
