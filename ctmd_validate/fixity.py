@@ -210,18 +210,18 @@ def list_files(  # noqa: C901, PLR0915  (one walk: a rule per entry kind)
                     skipped.append(rel)
         return iter(subdirs)
 
-    top = _open_root(real_root)
+    root_fd = _open_root(real_root)
     try:
-        stack: list[tuple[int | str, str, Iterator[str]]] = [(top, "", scan(top, ""))]
+        stack: list[tuple[int | str, str, Iterator[str]]] = [(root_fd, "", scan(root_fd, ""))]
     except OSError as exc:
-        _close(top)
+        _close(root_fd)
         raise CtmdError(f"cannot list the folder {display(real_root)}: {_reason(exc)}") from exc
     try:
         while stack:
             handle, prefix, subdirs = stack[-1]
             name = next(subdirs, None)
             if name is None:
-                if handle != top:
+                if handle != root_fd:
                     _close(handle)
                 stack.pop()
                 continue
@@ -241,9 +241,9 @@ def list_files(  # noqa: C901, PLR0915  (one walk: a rule per entry kind)
                 skipped.append(rel + "/")
     finally:
         for handle, _, _ in stack:
-            if handle != top:
+            if handle != root_fd:
                 _close(handle)
-        _close(top)
+        _close(root_fd)
     files.sort()
     skipped.sort()
     return files, skipped
@@ -388,10 +388,10 @@ def hash_files(  # noqa: C901  (pool, progress, per-file errors)
             progress(total, total)
         return [TreeFile(rel, size, None, None) for rel, _, size in files]
     results: list[TreeFile | None] = [None] * total
-    top = _open_root(real_root)
+    root_fd = _open_root(real_root)
 
     def task(indexes: range) -> int:
-        opener = _Opener(top)
+        opener = _Opener(root_fd)
         try:
             for i in indexes:
                 results[i] = _hash_one(opener, files[i][0], files[i][2])
@@ -415,7 +415,7 @@ def hash_files(  # noqa: C901  (pool, progress, per-file errors)
                     if progress is not None:
                         progress(done, total)
     finally:
-        _close(top)
+        _close(root_fd)
     return [r for r in results if r is not None]
 
 

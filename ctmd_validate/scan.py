@@ -45,6 +45,7 @@ from .labelfiles import LabelFiles, load_archive_labels, load_labels
 from .paths import Confined, LinkState, contains, display, sanitize_message
 from .pixels import decode_into
 from .profiles import Profile
+from .tags import tag_text
 
 __all__ = ["ScanResult", "read_header", "scan"]
 
@@ -219,14 +220,14 @@ def _implicit_vr(tag: int, length: int) -> str:
     return vr.split(" or ", 1)[0]
 
 
-def _walk(  # noqa: C901, PLR0912  (a branch per element kind)
-    ds: Dataset, prefix: str, depth: int, out: list[tuple[Any, ...]], top: dict[int, Any]
+def _flatten(  # noqa: C901, PLR0912  (a branch per element kind)
+    ds: Dataset, prefix: str, depth: int, out: list[tuple[Any, ...]], top_values: dict[int, Any]
 ) -> None:
     """Record every data element (sequences included): path, tag, depth, VR, length, value.
 
     A sequence's value is its number of items, as text.
     Values are taken from the raw bytes (no pydicom value conversion, which would cost as
-    much as the parse itself); ``top`` receives the depth-0 values by tag. Values larger
+    much as the parse itself); ``top_values`` receives the depth-0 values by tag. Values larger
     than the deferral limit were skipped by the parser and are recorded without a value.
     """
     for tag in ds.keys():  # noqa: SIM118  (iterating ds would convert every element)
@@ -235,9 +236,7 @@ def _walk(  # noqa: C901, PLR0912  (a branch per element kind)
         elem = ds.get_item(tag, keep_deferred=True)
         path = _PATHS.get((prefix, tag))
         if path is None:
-            path = _PATHS[(prefix, tag)] = sys.intern(
-                f"{prefix}({tag >> 16:04X},{tag & 0xFFFF:04X})"
-            )
+            path = _PATHS[(prefix, tag)] = sys.intern(prefix + tag_text(tag))
         value: str | None = None
         items: Any = None
         if isinstance(elem, RawDataElement):
@@ -261,14 +260,14 @@ def _walk(  # noqa: C901, PLR0912  (a branch per element kind)
                 value = _converted(elem.value)
         vr = sys.intern(str(vr))
         if depth == 0:
-            top[int(tag)] = value
+            top_values[int(tag)] = value
         if vr == "SQ":
             # a sequence's value is its number of items (None: not opened), so that an
             # item without elements is still seen
             count = None if items is None and length != 0 else str(len(items or []))
             out.append((path, int(tag), depth, vr, length, count))
             for i, item in enumerate(items or []):
-                _walk(item, f"{path}[{i}]", depth + 1, out, top)
+                _flatten(item, f"{path}[{i}]", depth + 1, out, top_values)
         else:
             out.append((path, int(tag), depth, vr, length, value))
 
@@ -282,8 +281,8 @@ def _converted(value: Any) -> str | None:
     return str(value)
 
 
-def _field(top: dict[int, Any], tag: int, kind: str) -> Any:
-    value = top.get(tag)
+def _field(top_values: dict[int, Any], tag: int, kind: str) -> Any:
+    value = top_values.get(tag)
     if value is None or value == "":
         return None
     if kind == "str":
@@ -294,8 +293,8 @@ def _field(top: dict[int, Any], tag: int, kind: str) -> Any:
         return None
 
 
-def _vector(top: dict[int, Any], tag: int, n: int) -> list[float | None]:
-    value = top.get(tag)
+def _vector(top_values: dict[int, Any], tag: int, n: int) -> list[float | None]:
+    value = top_values.get(tag)
     try:
         values = [float(v) for v in value.split("\\")] if value else []
     except ValueError:
@@ -324,8 +323,9 @@ def _check_pixel_framing(  # noqa: C901, PLR0912  (framing state machine)
             ),
         )
     group, elem = struct.unpack(f"{order}HH", head[:4])
-    if (group << 16 | elem) != _PIXEL_DATA:
-        return None, 0, f"unexpected element ({group:04X},{elem:04X}) where Pixel Data should be"
+    found = group << 16 | elem
+    if found != _PIXEL_DATA:
+        return None, 0, f"unexpected element {tag_text(found)} where Pixel Data should be"
     # the element's own encoding decides: a header read past a VR mismatch may differ
     # from what the transfer syntax declares
     implicit = not (head[4:6] in _PIXEL_VRS and head[6:8] == b"\0\0")
@@ -361,7 +361,7 @@ def _check_pixel_framing(  # noqa: C901, PLR0912  (framing state machine)
         if tag == _SEQ_DELIM:
             return None, max(fragments, 0), None
         if tag != _ITEM:
-            return None, max(fragments, 0), f"unexpected tag ({g:04X},{e:04X}) in Pixel Data"
+            return None, max(fragments, 0), f"unexpected tag {tag_text(tag)} in Pixel Data"
         offset += 8 + item_len
         fragments += 1
         if offset > size:
@@ -573,14 +573,14 @@ def read_header(
     """
     row: dict[str, Any] = {"status": "ok", "error": None, "size": None, "warnings": None}
     elements: list[tuple[Any, ...]] = []
-    top: dict[int, Any] = {}
+    top_values: dict[int, Any] = {}
     notes: list[str] = []
     try:
         with captured(notes, path):
             if archive is None:
-                _read_into(path, row, elements, top, deep)
+                _read_into(path, row, elements, top_values, deep)
             else:
-                _read_member_into(archive, path, row, elements, top, deep)
+                _read_member_into(archive, path, row, elements, top_values, deep)
     except HeaderTooLarge as exc:
         row["status"] = "unreadable"
         row["error"] = f"header too large: {exc} before the Pixel Data; not parsed further"
@@ -601,12 +601,12 @@ def read_header(
         elements.clear()
         return row, elements
     for column, keyword, kind in _FIELDS:
-        row[column] = _field(top, _TAGS[keyword], kind)
+        row[column] = _field(top_values, _TAGS[keyword], kind)
     for prefix, keyword, n in _VECTORS:
-        for i, v in enumerate(_vector(top, _TAGS[keyword], n)):
+        for i, v in enumerate(_vector(top_values, _TAGS[keyword], n)):
             row[f"{prefix}_{i}"] = v
-    row["media_sop_class_uid"] = _field(top, 0x00020002, "str")
-    row["media_sop_instance_uid"] = _field(top, 0x00020003, "str")
+    row["media_sop_class_uid"] = _field(top_values, 0x00020002, "str")
+    row["media_sop_instance_uid"] = _field(top_values, 0x00020003, "str")
     return row, elements
 
 
@@ -627,7 +627,7 @@ def _read_into(
     path: str,
     row: dict[str, Any],
     elements: list[tuple[Any, ...]],
-    top: dict[int, Any],
+    top_values: dict[int, Any],
     deep: bool = False,
 ) -> None:
     fd, st = _open_file(path)
@@ -637,7 +637,7 @@ def _read_into(
         row["error"] = "not a regular file (a pipe, socket or device)"
         return
     with os.fdopen(fd, "rb") as fp:
-        _read_fp(fp, st.st_size, path, row, elements, top, deep)
+        _read_fp(fp, st.st_size, path, row, elements, top_values, deep)
 
 
 def _read_member_into(
@@ -645,7 +645,7 @@ def _read_member_into(
     member: str,
     row: dict[str, Any],
     elements: list[tuple[Any, ...]],
-    top: dict[int, Any],
+    top_values: dict[int, Any],
     deep: bool,
 ) -> None:
     """:func:`_read_into` for a member of a zip archive: read into memory, never to disk."""
@@ -655,7 +655,7 @@ def _read_member_into(
         row["status"] = "unreadable"
         row["error"] = str(exc)
         return
-    _read_fp(io.BytesIO(data), len(data), member, row, elements, top, deep)
+    _read_fp(io.BytesIO(data), len(data), member, row, elements, top_values, deep)
 
 
 def _read_fp(
@@ -664,7 +664,7 @@ def _read_fp(
     path: str,
     row: dict[str, Any],
     elements: list[tuple[Any, ...]],
-    top: dict[int, Any],
+    top_values: dict[int, Any],
     deep: bool,
 ) -> None:
     row["size"] = size
@@ -679,8 +679,8 @@ def _read_fp(
     try:
         parsed = _parse(fp, size, row, deep)
         if parsed is not None:
-            _walk(parsed[0], "", 0, elements, top)
-            _walk(parsed[1], "", 0, elements, top)
+            _flatten(parsed[0], "", 0, elements, top_values)
+            _flatten(parsed[1], "", 0, elements, top_values)
     except Exception:
         row["name_tokens"] = _name_tokens(fp, path)
         raise
@@ -776,7 +776,7 @@ class _Entry:
 
 
 @dataclass
-class _Walk:
+class _TreeWalk:
     confined: Confined
     root: Path
     class_dirs: list[dict[str, Any]] = field(default_factory=list)
@@ -810,9 +810,21 @@ class _Walk:
         if real is not None and self.probed < MAX_PROBED:
             self.probed += 1
             tokens = self._probe(real)
+        self.record(self.rel(path), kind, role, reason, case, tokens)
+
+    def record(
+        self,
+        rel: str,
+        kind: str,
+        role: str,
+        reason: str | None,
+        case: str | None,
+        tokens: str | None,
+    ) -> None:
+        """Append one row of the ``entries`` table (``rel`` as the report shows it)."""
         self.entries.append(
             {
-                "path": self.rel(path),
+                "path": rel,
                 "kind": kind,
                 "role": role,
                 "case_key": case,
@@ -884,7 +896,7 @@ def _is_dir(entry: os.DirEntry[str]) -> bool:
 MAX_COUNTED = 10_000
 
 
-def _count_files(folder: _Dir, walk: _Walk, profile: Profile) -> str:
+def _count_files(folder: _Dir, walk: _TreeWalk, profile: Profile) -> str:
     """How many files a stray folder holds, and class folders below it.
 
     Nothing is stat'ed through a link: links inside are resolved within the root (those
@@ -917,7 +929,9 @@ def _class_of_dir(name: str, profile: Profile) -> str | None:
     return None
 
 
-def _find_class_dirs(walk: _Walk, profile: Profile) -> tuple[list[tuple[_Entry, str]], list[_Dir]]:
+def _find_class_dirs(
+    walk: _TreeWalk, profile: Profile
+) -> tuple[list[tuple[_Entry, str]], list[_Dir]]:
     """Class folders directly under ROOT or up to ``container_depth`` folders down.
 
     Returns them and the layout folders (ROOT, and every folder between ROOT and a folder
@@ -953,9 +967,9 @@ def _find_class_dirs(walk: _Walk, profile: Profile) -> tuple[list[tuple[_Entry, 
     return found, sorted(layout.values(), key=lambda d: (len(d.shown.parts), d.shown))
 
 
-def _walk_tree(root: Path, profile: Profile, archive: Archive | None = None) -> _Walk:
+def _walk_tree(root: Path, profile: Profile, archive: Archive | None = None) -> _TreeWalk:
     confined = Confined("") if archive is not None else Confined.at(root)
-    walk = _Walk(confined, root, archive=archive)
+    walk = _TreeWalk(confined, root, archive=archive)
     class_dirs, layout_dirs = _find_class_dirs(walk, profile)
     class_paths = {e.shown for e, _ in class_dirs}
     suffix = profile.dicom_suffix
@@ -985,7 +999,9 @@ def _walk_tree(root: Path, profile: Profile, archive: Archive | None = None) -> 
     return walk
 
 
-def _walk_layout(walk: _Walk, layout_dirs: list[_Dir], known: set[Path], profile: Profile) -> None:
+def _walk_layout(
+    walk: _TreeWalk, layout_dirs: list[_Dir], known: set[Path], profile: Profile
+) -> None:
     """Everything beside the class folders (ROOT and the folders above them): data files
     the profile allows (``Index.csv``, the label arrays), stray files and folders."""
     for folder in layout_dirs:
@@ -1015,7 +1031,7 @@ def _stray_reason(entry: _Entry, where: str) -> str:
     return f"not part of the dataset layout: file {where}"
 
 
-def _walk_case(case: _Dir, case_key: str, suffix: str, walk: _Walk, profile: Profile) -> None:
+def _walk_case(case: _Dir, case_key: str, suffix: str, walk: _TreeWalk, profile: Profile) -> None:
     for entry in walk.listdir(case):
         if walk.unfollowed(entry, case_key):
             continue
@@ -1175,7 +1191,7 @@ def scan(
 
 
 def _parse_files(
-    walk: _Walk, jobs: int, progress: ProgressFn | None, deep: bool = False
+    walk: _TreeWalk, jobs: int, progress: ProgressFn | None, deep: bool = False
 ) -> tuple[list[dict[str, Any]], dict[str, list[Any]]]:
     """Parse every candidate image; files that are not DICOM and not named so are strays."""
     file_rows: list[dict[str, Any]] = []
@@ -1188,16 +1204,8 @@ def _parse_files(
             if row["status"] == "not_dicom" and not cand["suffix_ok"]:
                 name = Path(cand["path"]).name
                 reason = _stray_reason(_Entry(name, Path(name), None, False), "in a case folder")
-                walk.entries.append(
-                    {
-                        "path": cand["path"],
-                        "kind": "file",
-                        "role": "stray",
-                        "case_key": cand["case_key"],
-                        "reason": reason,
-                        "name_tokens": row.get("name_tokens"),
-                    }
-                )
+                tokens = row.get("name_tokens")
+                walk.record(cand["path"], "file", "stray", reason, cand["case_key"], tokens)
                 continue  # a file that is not DICOM has no elements
             if row["status"] == "not_dicom":
                 row["status"] = "unreadable"

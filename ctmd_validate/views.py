@@ -142,6 +142,21 @@ class Views:
         self.profile = scan.profile
 
     @cached_property
+    def _files_by_idx(self) -> pd.DataFrame:
+        return self.scan.files.set_index("file_idx")
+
+    def locate(self, frame: pd.DataFrame) -> pd.DataFrame:
+        """``frame`` (one row per ``file_idx``) with its file's ``case_key``, ``case_id`` and
+        ``file`` (path): the one join of files to cases the checks use."""
+        files = self._files_by_idx
+        case_key = frame["file_idx"].map(files["case_key"])
+        return frame.assign(
+            case_key=case_key,
+            case_id=case_key.map(self.scan.case_ids),
+            file=frame["file_idx"].map(files["path"]),
+        )
+
+    @cached_property
     def stacks(self) -> list[Stack]:
         """Every case's stack (readable slices sorted along the slice normal), by case key."""
         ids = self.scan.case_ids

@@ -21,17 +21,8 @@ from .registry import CheckContext, Sink, check
 _DATE_VRS = {"DA", "DT", "TM"}
 
 
-def _with_case(ctx: CheckContext, frame: pd.DataFrame) -> pd.DataFrame:
-    files = ctx.scan.files.set_index("file_idx")
-    ids = ctx.scan.case_ids
-    case_key = frame["file_idx"].map(files["case_key"])
-    return frame.assign(
-        case_key=case_key, case_id=case_key.map(ids), file=frame["file_idx"].map(files["path"])
-    )
-
-
 def _keyword(tag: int) -> str:
-    return keyword_path(f"({tag >> 16:04X},{tag & 0xFFFF:04X})")
+    return keyword_path(tag_text(tag))
 
 
 def _nonempty_sequences(el: pd.DataFrame) -> set[tuple[int, str]]:
@@ -84,7 +75,7 @@ def _audit(ctx: CheckContext) -> tuple[pd.DataFrame, pd.Series, pd.Series]:
         index=audited.index,
     )
     # The case id is the dataset's pseudonym (Patient ID = "P001"): a dummy, not a leak.
-    case_ids = _with_case(ctx, audited[["file_idx"]])["case_id"]
+    case_ids = ctx.views.locate(audited[["file_idx"]])["case_id"]
     has_data &= audited["value"].fillna("").astype(str).str.strip().str.casefold() != (
         case_ids.astype(str).str.casefold()
     )
@@ -111,7 +102,7 @@ def attribute_present(ctx: CheckContext, sink: Sink) -> int:
     dates) in your own policy file if you really keep it.
     """
     audited, violating, _empty = _audit(ctx)
-    bad = _with_case(ctx, audited[violating])
+    bad = ctx.views.locate(audited[violating])
     totals = ctx.scan.readable_per_case
     for (case_key, tag), group in bad.groupby(["case_key", "tag"]):
         first = group.iloc[0]
@@ -148,7 +139,7 @@ def attribute_empty(ctx: CheckContext, sink: Sink) -> int:
     among empty attributes. Fix: remove the attribute when you next rewrite the files.
     """
     audited, _violating, empty = _audit(ctx)
-    rows = _with_case(ctx, audited[empty])
+    rows = ctx.views.locate(audited[empty])
     totals = ctx.scan.readable_per_case
     for (case_key, tag), group in rows.groupby(["case_key", "tag"]):
         n = int(group["file_idx"].nunique())
@@ -228,7 +219,7 @@ def private_tags(ctx: CheckContext, sink: Sink) -> int:
     # object dtype: with no creator at all the mapped series is float64 (all NaN)
     creator = key.map(creators).astype(object).fillna("(no private creator)")
     unsafe = private[~creator.isin(policy.safe_private)].assign(creator=creator)
-    unsafe = _with_case(ctx, unsafe)
+    unsafe = ctx.views.locate(unsafe)
     totals = ctx.scan.readable_per_case
     for case_key, g in unsafe.groupby("case_key"):
         names = sorted({str(c) for c in g["creator"]})
@@ -286,7 +277,7 @@ def patient_id(ctx: CheckContext, sink: Sink) -> int:
     natural one is the case id (``P001``). Any other value may be a hospital number. Fix:
     set Patient ID to the case id (or empty it).
     """
-    files = _with_case(ctx, ctx.scan.readable)
+    files = ctx.views.locate(ctx.scan.readable)
     pid = files["patient_id"].fillna("").astype(str).str.strip()
     other = files[(pid != "") & (pid.str.casefold() != files["case_id"].astype(str).str.casefold())]
     for case_key, group in other.groupby("case_key"):
@@ -313,7 +304,7 @@ def filename(ctx: CheckContext, sink: Sink) -> int:
     The finding never shows such a name: every rendering masks the whole name stem
     (``[redacted#12].dcm``), since masking only the value can leave part of another one.
     """
-    values = _with_case(ctx, identifying_elements(ctx.scan, ctx.policy))
+    values = ctx.views.locate(identifying_elements(ctx.scan, ctx.policy))
     examined = len(ctx.scan.readable)  # every readable file's name
     hits: dict[tuple[str, int], list[str]] = {}
     for row in values.itertuples():
@@ -371,7 +362,7 @@ def uid_not_remapped(ctx: CheckContext, sink: Sink) -> int:
             reasons.append("embeds one of the file's dates")
         else:
             reasons.append(None)
-    flagged = _with_case(ctx, ui.assign(reason=reasons).dropna(subset=["reason"]))
+    flagged = ctx.views.locate(ui.assign(reason=reasons).dropna(subset=["reason"]))
     for (case_key, tag, reason), group in flagged.groupby(["case_key", "tag", "reason"]):
         keyword = _keyword(int(tag))
         sink.add(

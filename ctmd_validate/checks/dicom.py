@@ -290,12 +290,9 @@ def uid_invalid(ctx: CheckContext, sink: Sink) -> int:
         problems[value] = reasons[0] if reasons else None
     bad = ui[ui["value"].map(problems).notna()]
     if not bad.empty:
-        files = ctx.scan.files.set_index("file_idx")
         cases = ctx.scan.case_ids
-        bad = bad.assign(
+        bad = ctx.views.locate(bad).assign(
             reason=bad["value"].map(problems),
-            case_key=bad["file_idx"].map(files["case_key"]),
-            file=bad["file_idx"].map(files["path"]),
             where=bad["path"].astype(str).map(keyword_path),
         )
         for (case_key, where, reason), group in bad.groupby(["case_key", "where", "reason"]):

@@ -249,8 +249,8 @@ def _no_dataset_hint(ctx: CheckContext) -> str:
             f"ROOT is itself the class folder '{root.name}': did you mean the folder above it "
             f"({root.parent})?"
         )
-    top = scan.entries[~scan.entries["path"].str.contains("/", regex=False)]
-    names = [str(p) for p in top["path"]]
+    at_root = scan.entries[~scan.entries["path"].str.contains("/", regex=False)]
+    names = [str(p) for p in at_root["path"]]
     if profile.class_of_case_name(root.name) or any(
         n.lower().endswith(profile.dicom_suffix) for n in names
     ):

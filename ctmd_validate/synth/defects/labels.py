@@ -15,6 +15,7 @@ from ._tree import (
     INDEX_FILE,
     ORIGINAL_LOBE,
     ORIGINAL_SLICE,
+    RELEASE,
     UPDATED_LOBE,
     UPDATED_SLICE,
     edit_arrays,
@@ -71,15 +72,18 @@ def _labels_not_npy(root: Path) -> None:
 
 # --------------------------------------------------------------------------- Index.csv
 
+_ID_COLUMN = RELEASE.labels.index_columns[-1]  # "Folder/ID"
+_ID_COLUMN_RENAMED = _ID_COLUMN.replace("/", " ")
+
 
 @defect(
     "index-header",
-    f"rename the {INDEX_FILE} column 'Folder/ID' to 'Folder ID'",
+    f"rename the {INDEX_FILE} column '{_ID_COLUMN}' to '{_ID_COLUMN_RENAMED}'",
     {"labels.index.schema"},
 )
 def _index_header(root: Path) -> None:
     lines = index_lines(root)
-    lines[0] = lines[0].replace("Folder/ID", "Folder ID")
+    lines[0] = lines[0].replace(_ID_COLUMN, _ID_COLUMN_RENAMED)
     write_index(root, lines)
 
 
