@@ -11,6 +11,7 @@ import subprocess
 import tempfile
 from pathlib import Path
 
+import bagit  # the test extra: bagit-python, the reference BagIt implementation
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -308,7 +309,6 @@ def test_sha256sum_output_is_read(tmp_path: Path, mode: str) -> None:
 
 
 def test_bagit_interoperates(tmp_path: Path) -> None:
-    import bagit  # the test extra: bagit-python is the reference BagIt implementation
     bag_dir = tmp_path / "bag"
     names = ["a.dcm", "sub dir/b c.dcm", "new\nline.dcm"]  # bagit-python leaves '%' as it is
     for name in names:
