@@ -21,7 +21,16 @@ from pydicom.uid import (
 
 from ..profiles import ManifestCase
 
-__all__ = ["FOV_MM", "MATRIX", "SLICE_MM", "UID_PREFIX", "CaseJob", "make_uid", "write_case"]
+__all__ = [
+    "FOV_MM",
+    "MATRIX",
+    "SLICE_MM",
+    "SYNTH_PRIVATE_CREATORS",
+    "UID_PREFIX",
+    "CaseJob",
+    "make_uid",
+    "write_case",
+]
 
 MATRIX = 16  # pixels per side: the headers are real, the pixels are tiny
 FOV_MM = 383.0
@@ -38,6 +47,8 @@ class CaseJob(NamedTuple):
     age: int
     seed: int
     n_slices: int
+    #: add what a scanner writes beside the essentials (see :func:`_vendor_extras`)
+    vendor: bool = False
 
 
 def make_uid(*parts: object) -> str:
@@ -104,6 +115,95 @@ def _template(case: ManifestCase, sex: str, age: int, seed: int) -> Dataset:  # 
     return ds
 
 
+#: The private creators :func:`_vendor_extras` writes: a policy that lists them as safe
+#: (``safe_private``) keeps a vendor-like tree clean.
+SYNTH_PRIVATE_CREATORS = (
+    "SYNTH CT VA0  COAD",
+    "SYNTH CT VA1 DUMMY",
+    "SYNTH MED",
+    "SYNTH CSA HEADER",
+    "SYNTH MEDCOM HEADER",
+)
+
+
+#: Public attributes a CT scanner writes that the Basic Profile keeps (values synthetic).
+_ACQUISITION: dict[str, object] = {
+    "ContentDate": "",
+    "ContentTime": "",
+    "ScanOptions": "HELICAL_CT",
+    "AcquisitionType": "SPIRAL",
+    "DataCollectionDiameter": 500,
+    "SoftwareVersions": "syngo CT VA0S",
+    "ReconstructionAlgorithm": "ITERATIVE",
+    "ReconstructionDiameter": 383,
+    "DistanceSourceToDetector": 1085.6,
+    "DistanceSourceToPatient": 595,
+    "TableHeight": 160,
+    "RotationDirection": "CW",
+    "ExposureTime": 600,
+    "XRayTubeCurrent": 89,
+    "Exposure": 36,
+    "FilterType": "0",
+    "GeneratorPower": 9,
+    "FocalSpots": 0.7,
+    "SingleCollimationWidth": 0.6,
+    "TotalCollimationWidth": 19.2,
+    "TableSpeed": 46.0,
+    "TableFeedPerRotation": 27.6,
+    "SpiralPitchFactor": 1.4,
+    "DataCollectionCenterPatient": [0.0, -160.0, -200.0],
+    "ReconstructionTargetCenterPatient": [0.0, -160.0, -200.0],
+    "ExposureModulationType": "XYZ_EC",
+    "EstimatedDoseSaving": 32.1,
+    "CTDIvol": 4.3,
+    "SmallestImagePixelValue": 0,
+    "LargestImagePixelValue": 4095,
+    "WindowCenterWidthExplanation": ["WINDOW1", "WINDOW2"],
+    "LossyImageCompression": "00",
+    "ConvolutionKernelGroup": "LUNG",
+}
+
+
+def _vendor_extras(ds: Dataset, case: ManifestCase, seed: int) -> None:
+    """What a CT scanner writes beside the essentials, shaped like the real release's files.
+
+    The public sample's headers hold about 109 data elements (17 private, in five private
+    blocks, and 3 sequences, one of them private, nested one level) and about 2 kB of
+    values; the essentials alone are about 50 elements. Benchmarks use this to read
+    headers as heavy as the real ones (``write_dataset(..., vendor=True)``). Every value
+    is synthetic and de-identified: CT acquisition parameters, remapped UIDs, no dates.
+    """
+    for keyword, value in _ACQUISITION.items():
+        setattr(ds, keyword, value)
+    ref = Dataset()
+    ref.ReferencedSOPClassUID = CTImageStorage
+    ref.ReferencedSOPInstanceUID = make_uid(seed, case.case_id, "scout")
+    ds.ReferencedImageSequence = [ref]
+    src = Dataset()
+    src.ReferencedSOPClassUID = CTImageStorage
+    src.ReferencedSOPInstanceUID = make_uid(seed, case.case_id, "source")
+    ds.SourceImageSequence = [src]
+    first = ds.private_block(0x0009, SYNTH_PRIVATE_CREATORS[0], create=True)
+    first.add_new(0x10, "LO", "SYNTHETIC VALUE 1")
+    second = ds.private_block(0x0019, SYNTH_PRIVATE_CREATORS[1], create=True)
+    second.add_new(0xB0, "DS", "27.6")
+    second.add_new(0xB1, "LO", "SYNTHETIC PRIVATE TEXT VALUE 01")
+    third = ds.private_block(0x0021, SYNTH_PRIVATE_CREATORS[2], create=True)
+    third.add_new(0x11, "DS", ["0", "0"])
+    csa = ds.private_block(0x0029, SYNTH_PRIVATE_CREATORS[3], create=True)
+    csa.add_new(0x08, "CS", "IMAGE NUM 4")
+    csa.add_new(0x09, "LO", "20250101")
+    csa.add_new(0x10, "OB", bytes(range(256)) * 2 + bytes(224))  # 736 bytes, like CSA
+    app = Dataset()
+    inner = app.private_block(0x0029, SYNTH_PRIVATE_CREATORS[4], create=True)
+    inner.add_new(0x41, "CS", "SOM 5 TPOS")
+    inner.add_new(0x42, "LO", "SOM 5 NULLPOSITION")
+    inner.add_new(0x43, "LO", "VB10A 20051124")
+    inner.add_new(0x44, "OB", bytes(12))
+    medcom = ds.private_block(0x0029, SYNTH_PRIVATE_CREATORS[4], create=True)
+    medcom.add_new(0x40, "SQ", [app])
+
+
 def _pixels(i: int, n: int) -> bytes:
     """A small disc whose radius follows the slice position: cheap, but not constant."""
     yy, xx = np.mgrid[:MATRIX, :MATRIX] - (MATRIX - 1) / 2
@@ -117,6 +217,8 @@ def write_case(job: CaseJob) -> int:
     job.case_dir.mkdir(parents=True, exist_ok=True)
     case_id = job.case.case_id
     ds = _template(job.case, job.sex, job.age, job.seed)
+    if job.vendor:
+        _vendor_extras(ds, job.case, job.seed)
     rng = np.random.default_rng([job.seed, zlib.crc32(case_id.encode())])
     top = -40.0 - round(float(rng.uniform(0, 30)), 1)
     x0 = y0 = -FOV_MM / 2

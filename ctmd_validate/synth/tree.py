@@ -140,8 +140,15 @@ def write_dataset(
     seed: int = 0,
     jobs: int | None = None,
     profile: Profile | None = None,
+    vendor: bool = False,
 ) -> Path:
-    """Write a synthetic tree to ``out`` (created; must be empty or absent)."""
+    """Write a synthetic tree to ``out`` (created; must be empty or absent).
+
+    ``vendor``: headers as heavy as the real release's (private blocks, sequences, CT
+    acquisition attributes; see :func:`.headers._vendor_extras`), for benchmarks. Their
+    private blocks are ``deid.private_tags`` findings unless the policy lists
+    :data:`.headers.SYNTH_PRIVATE_CREATORS` as safe.
+    """
     root = Path(out)
     if root.exists() and any(root.iterdir()):
         raise FileExistsError(f"{root} is not empty")
@@ -159,6 +166,7 @@ def write_dataset(
             age=demo[c.case_id][1],
             seed=seed,
             n_slices=c.n_slices,
+            vendor=vendor,
         )
         for c in cases
     ]
