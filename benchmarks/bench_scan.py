@@ -105,6 +105,7 @@ def tool(
             "--report",
             str(report),
             "--quiet",
+            "--no-cache",  # every run scans: a cached re-run is bench_cache.py's subject
         ]
         if jobs:
             cmd += ["--jobs", str(jobs)]
@@ -130,6 +131,9 @@ def main() -> None:
     parser.add_argument("--profile", default=None, help="default: release for the replica")
     parser.add_argument("--jobs", type=int, default=None)
     parser.add_argument("--light", action="store_true", help="replica without vendor headers")
+    parser.add_argument(
+        "--scaling", action="store_true", help="also time --jobs 1 and 2: the parallel speed-up"
+    )
     args = parser.parse_args()
 
     root = args.root
@@ -166,6 +170,10 @@ def main() -> None:
     )
     print(f"          {summary}")
     print(f"ratio     tool / baseline              : {seconds / base:8.2f}")
+    if args.scaling:
+        one = tool(root, profile, 1, policy)[0]
+        two = tool(root, profile, 2, policy)[0]
+        print(f"scaling   --jobs 1 {one:.2f} s, --jobs 2 {two:.2f} s: {one / two:.2f}x")
 
 
 if __name__ == "__main__":
