@@ -142,13 +142,14 @@ class Views:
         self.profile = scan.profile
 
     @cached_property
-    def _files_by_idx(self) -> pd.DataFrame:
+    def files_by_idx(self) -> pd.DataFrame:
+        """The files table indexed by ``file_idx`` (for lookups from the elements table)."""
         return self.scan.files.set_index("file_idx")
 
     def locate(self, frame: pd.DataFrame) -> pd.DataFrame:
         """``frame`` (one row per ``file_idx``) with its file's ``case_key``, ``case_id`` and
         ``file`` (path): the one join of files to cases the checks use."""
-        files = self._files_by_idx
+        files = self.files_by_idx
         case_key = frame["file_idx"].map(files["case_key"])
         return frame.assign(
             case_key=case_key,

@@ -108,8 +108,8 @@ def tree(mini_clean: Path, tmp_path: Path) -> Path:
 
 
 def run(root: Path, baseline: Report, config: Config | str | None = None) -> tuple[Report, list]:
-    report, new = run_scanned(root, baseline, config)
-    return report.report, new
+    result, new = run_scanned(root, baseline, config)
+    return result.report, new
 
 
 def run_scanned(

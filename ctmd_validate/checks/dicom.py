@@ -84,7 +84,7 @@ def _missing_in_items(ctx: CheckContext) -> dict[tuple[str, str, str], list[str]
     items_of: dict[tuple[int, str], dict[int, dict[int, bool]]] = {}
     for (f, parent, item), tags in by_item.items():
         items_of.setdefault((f, parent), {})[int(item)] = tags
-    files = ctx.scan.files.set_index("file_idx")
+    files = ctx.views.files_by_idx
     out: dict[tuple[str, str, str], list[str]] = {}
     for f, path, seq_tag, count in zip(
         seqs["file_idx"], seqs["path"], seqs["tag"], seqs["value"], strict=True
